@@ -1,0 +1,68 @@
+"""The acceptor: Paxos's memory. Rules A1-A5 of Paxos Made Moderately Complex.
+
+Every reply that reveals a promise or an acceptance is released only after the state
+behind it is durable (`send_after_persist`): an acceptor that crashed after answering
+but before its disk caught up would come back having forgotten a promise it made,
+and two leaders could both believe they own a slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .bugs import Bug
+from .messages import Accept, Accepted, PeerMessage, Preempted, Prepare, Promise
+from .records import AcceptedRecord, PromisedRecord, Record
+from .types import BOTTOM, Ballot, NodeId, PValue, Slot
+
+#: (destination, message, after_persist)
+Send = Callable[[NodeId, PeerMessage, bool], None]
+Persist = Callable[[Record], None]
+
+
+class Acceptor:
+    def __init__(
+        self,
+        node_id: NodeId,
+        send: Send,
+        persist: Persist,
+        promised: Ballot = BOTTOM,
+        accepted: dict[Slot, PValue] | None = None,
+        bugs: frozenset[Bug] = frozenset(),
+    ) -> None:
+        self.id = node_id
+        self.promised = promised
+        self.accepted: dict[Slot, PValue] = dict(accepted or {})
+        self._send = send
+        self._persist = persist
+        self._replies_wait = Bug.ACCEPTOR_REPLIES_BEFORE_PERSIST not in bugs
+
+    def on_prepare(self, m: Prepare) -> None:
+        if m.ballot < self.promised:
+            # A refusal reveals only a ballot we already promised: it may go at once.
+            self._send(m.src, Preempted(self.id, m.ballot, self.promised), False)
+            return
+        if m.ballot > self.promised:  # A1: the promised ballot only increases
+            self.promised = m.ballot
+            self._persist(PromisedRecord(m.ballot))
+        accepted = tuple(
+            sorted((pv for pv in self.accepted.values() if pv.slot >= m.from_slot), key=_by_slot)
+        )
+        self._send(m.src, Promise(self.id, m.ballot, m.from_slot, accepted), self._replies_wait)
+
+    def on_accept(self, m: Accept) -> None:
+        if m.ballot < self.promised:  # A2: accept only in the current ballot
+            self._send(m.src, Preempted(self.id, m.ballot, self.promised), False)
+            return
+        self.promised = m.ballot
+        old = self.accepted.get(m.slot)
+        if old is None or old.ballot != m.ballot or old.value != m.value:
+            # A3: replaced only by a higher ballot (m.ballot >= promised >= old.ballot).
+            pv = PValue(m.ballot, m.slot, m.value)
+            self.accepted[m.slot] = pv
+            self._persist(AcceptedRecord(pv))
+        self._send(m.src, Accepted(self.id, m.ballot, m.slot), self._replies_wait)
+
+
+def _by_slot(pv: PValue) -> Slot:
+    return pv.slot

@@ -1,0 +1,168 @@
+"""Every message the core exchanges, as frozen slotted dataclasses.
+
+Peer messages carry `src`, the sending node, so a receiver never has to trust the
+transport for it (the transport authenticates links; the core only needs the id).
+Names follow Paxos Made Moderately Complex where it has one (phase 1a/1b/2a/2b).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import TypeAlias
+
+from .types import Ballot, Batch, ClientId, Command, NodeId, PValue, Seq, Slot
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """Phase 1a for *every* slot from `from_slot` on: Multi-Paxos runs phase 1 once per leadership."""
+
+    src: NodeId
+    ballot: Ballot
+    from_slot: Slot
+
+
+@dataclass(frozen=True, slots=True)
+class Promise:
+    """Phase 1b: the acceptor promised `ballot` and reports what it accepted at or above `from_slot`."""
+
+    src: NodeId
+    ballot: Ballot
+    from_slot: Slot
+    accepted: tuple[PValue, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """Phase 2a: accept `value` for `slot` in `ballot`."""
+
+    src: NodeId
+    ballot: Ballot
+    slot: Slot
+    value: Batch
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Phase 2b: the acceptor durably accepted the pvalue (ballot, slot, value it was sent)."""
+
+    src: NodeId
+    ballot: Ballot
+    slot: Slot
+
+
+@dataclass(frozen=True, slots=True)
+class Preempted:
+    """The acceptor refused a prepare or accept because it promised a higher ballot.
+
+    Not in the paper as a message (there the acceptor echoes its ballot in 1b/2b);
+    a separate type makes "you lost" impossible to mistake for "yes".
+    """
+
+    src: NodeId
+    ballot: Ballot
+    promised: Ballot
+
+
+@dataclass(frozen=True, slots=True)
+class Decide:
+    """`value` is chosen for `slot`: from the proposer that saw a quorum, to the learners."""
+
+    src: NodeId
+    slot: Slot
+    value: Batch
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The leader is alive in `ballot`; every slot below `chosen` is decided.
+
+    Followers reset their election timers on it; learners use `chosen` to notice they lag.
+    """
+
+    src: NodeId
+    ballot: Ballot
+    chosen: Slot
+
+
+@dataclass(frozen=True, slots=True)
+class CatchupRequest:
+    """A learner asks for the decisions of slots [from_slot, to_slot)."""
+
+    src: NodeId
+    from_slot: Slot
+    to_slot: Slot
+
+
+@dataclass(frozen=True, slots=True)
+class CatchupReply:
+    """Decisions the sender knows, in slot order; possibly fewer than asked (bounded size)."""
+
+    src: NodeId
+    decisions: tuple[tuple[Slot, Batch], ...]
+
+
+PeerMessage: TypeAlias = (
+    Prepare
+    | Promise
+    | Accept
+    | Accepted
+    | Preempted
+    | Decide
+    | Heartbeat
+    | CatchupRequest
+    | CatchupReply
+)
+
+#: Messages that count as "server-side Paxos messages" for a leader time bomb.
+PROTOCOL_MESSAGES: tuple[type, ...] = (Prepare, Promise, Accept, Accepted, Preempted, Decide)
+
+
+class ReplyStatus(str, Enum):
+    OK = "ok"
+    #: This node cannot order commands now; `leader` says where to go if known.
+    NOT_LEADER = "not_leader"
+    #: Back-pressure: the leader's queue is full; retry later, the command was not taken.
+    BUSY = "busy"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientReply:
+    """The answer to (client, seq). OK carries the state machine's result."""
+
+    client: ClientId
+    seq: Seq
+    status: ReplyStatus
+    result: bytes = b""
+    leader: NodeId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """A command the local replica applied at `slot`, with its result.
+
+    The shell routes the reply to a waiting client, writes the chat log, feeds subscribers.
+    """
+
+    slot: Slot
+    command: Command
+    result: bytes
+
+
+__all__ = [
+    "Accept",
+    "Accepted",
+    "Applied",
+    "CatchupReply",
+    "CatchupRequest",
+    "ClientReply",
+    "Decide",
+    "Heartbeat",
+    "PROTOCOL_MESSAGES",
+    "PeerMessage",
+    "Preempted",
+    "Prepare",
+    "Promise",
+    "ReplyStatus",
+]

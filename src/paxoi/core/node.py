@@ -1,0 +1,206 @@
+"""A node: the roles one process plays, behind one entry point.
+
+Drive it with `step(message)`, `submit(command)` and `tick()`, then collect the
+output with `take_ready()` and honour the `Ready` contract (persist, then release).
+Messages a node sends itself that may go at once are delivered internally within
+the same call; those that must wait for the disk come back through `step` like
+any peer's.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+
+from .acceptor import Acceptor
+from .bugs import Bug
+from .config import ClusterConfig
+from .errors import UsageError
+from .log import DecisionLog
+from .messages import (
+    Accept,
+    Accepted,
+    Applied,
+    CatchupReply,
+    CatchupRequest,
+    ClientReply,
+    Decide,
+    Heartbeat,
+    PeerMessage,
+    Preempted,
+    Prepare,
+    Promise,
+    ReplyStatus,
+)
+from .proposer import Proposer
+from .ready import Ready
+from .records import DurableState, Record
+from .replica import Replica, serve_catchup
+from .statemachine import StateMachine
+from .types import Batch, Command, NodeId, Role, Slot
+
+
+class Node:
+    def __init__(
+        self,
+        node_id: NodeId,
+        config: ClusterConfig,
+        rng: random.Random,
+        machine: StateMachine | None = None,
+        durable: DurableState | None = None,
+        bugs: frozenset[Bug] = frozenset(),
+    ) -> None:
+        if node_id not in config.roles:
+            raise UsageError(f"node {node_id} is not in the cluster configuration")
+        roles = config.roles[node_id]
+        state = durable or DurableState()
+        self.id = node_id
+        self.config = config
+        self.roles = roles
+        self._ready = Ready()
+        self._local: deque[PeerMessage] = deque()
+        self._draining = False
+        self.log = DecisionLog(state.decided if Role.LEARNER in roles else None)
+
+        self.acceptor: Acceptor | None = None
+        if Role.ACCEPTOR in roles:
+            self.acceptor = Acceptor(
+                node_id, self._send, self._persist, state.promised, state.accepted, bugs
+            )
+        self.replica: Replica | None = None
+        if Role.LEARNER in roles:
+            if machine is None:
+                raise UsageError(f"node {node_id} is a learner and needs a state machine")
+            self.replica = Replica(
+                node_id, config, rng, self.log, machine,
+                self._send, self._persist, self._reply, self._emit, bugs,
+            )
+            self.replica.recover()
+        self.proposer: Proposer | None = None
+        if Role.PROPOSER in roles:
+            self.proposer = Proposer(
+                node_id, config, rng, self.log,
+                self._send, self._persist, self._reply, self._decided,
+                state.round_used, bugs,
+            )
+
+    # ------------------------------------------------------------------ inputs
+    def step(self, msg: PeerMessage) -> None:
+        """Handle one message from a peer (or from this node, released after persist)."""
+        self._local.append(msg)
+        self._drain()
+
+    def submit(self, command: Command) -> None:
+        """A client's command arrived at this node."""
+        if self.proposer is None:
+            self._reply(ClientReply(command.client, command.seq, ReplyStatus.NOT_LEADER, leader=self.leader))
+        else:
+            self.proposer.submit(command)
+        self._drain()
+
+    def tick(self) -> None:
+        """One unit of time passed."""
+        if self.proposer is not None:
+            self.proposer.tick()
+        if self.replica is not None:
+            self.replica.tick()
+        self._drain()
+
+    def take_ready(self) -> Ready:
+        """Everything produced since the last call; the caller must honour the contract."""
+        ready, self._ready = self._ready, Ready()
+        return ready
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def is_leader(self) -> bool:
+        return self.proposer is not None and self.proposer.is_leader
+
+    @property
+    def leader(self) -> NodeId | None:
+        """Best knowledge of who leads, for redirecting clients."""
+        if self.proposer is not None:
+            return self.proposer.leader_hint
+        if self.replica is not None:
+            return self.replica.leader
+        return None
+
+    # ------------------------------------------------------------------ routing
+    def _dispatch(self, msg: PeerMessage) -> None:
+        a, p, r = self.acceptor, self.proposer, self.replica
+        if isinstance(msg, Accept):
+            if a is not None:
+                if p is not None:
+                    p.observe(msg.ballot)
+                a.on_accept(msg)
+        elif isinstance(msg, Accepted):
+            if p is not None:
+                p.on_accepted(msg)
+        elif isinstance(msg, Decide):
+            if r is not None:
+                r.on_decide(msg)
+        elif isinstance(msg, Heartbeat):
+            if p is not None:
+                p.on_heartbeat(msg)
+            if r is not None:
+                r.on_heartbeat(msg)
+        elif isinstance(msg, Prepare):
+            if a is not None:
+                if p is not None:
+                    p.observe(msg.ballot)
+                a.on_prepare(msg)
+        elif isinstance(msg, Promise):
+            if p is not None:
+                p.on_promise(msg)
+        elif isinstance(msg, Preempted):
+            if p is not None:
+                p.on_preempted(msg)
+        elif isinstance(msg, CatchupRequest):
+            if p is not None or r is not None:
+                reply = serve_catchup(self.id, self.log, msg, self.config.limits.max_catchup)
+                if reply is not None:
+                    self._send(msg.src, reply, False)
+        elif isinstance(msg, CatchupReply):
+            if r is not None:
+                r.on_catchup_reply(msg)
+        else:
+            raise UsageError(f"not a peer message: {type(msg).__name__}")
+
+    def _drain(self) -> None:
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._local:
+                self._dispatch(self._local.popleft())
+        finally:
+            self._draining = False
+
+    # ------------------------------------------------------------------ outputs
+    def _send(self, dst: NodeId, msg: PeerMessage, after_persist: bool) -> None:
+        if after_persist:
+            self._ready.send_after_persist.append((dst, msg))
+        elif dst == self.id:
+            self._local.append(msg)
+        else:
+            self._ready.send.append((dst, msg))
+
+    def _persist(self, record: Record) -> None:
+        self._ready.persist.append(record)
+
+    def _reply(self, reply: ClientReply) -> None:
+        self._ready.replies.append(reply)
+
+    def _emit(self, applied: Applied) -> None:
+        self._ready.applied.append(applied)
+
+    def _decided(self, slot: Slot, value: Batch) -> None:
+        """The local proposer saw a quorum: tell the learners (and learn, if one is here)."""
+        msg = Decide(self.id, slot, value)
+        for n in self.config.learners:
+            if n != self.id:
+                self._send(n, msg, False)
+        if self.replica is not None:
+            self.replica.learn(slot, value)
+        else:
+            self.log.add(slot, value)

@@ -1,0 +1,298 @@
+"""The proposer (leader): phase 1 once per leadership, then phase 2 per slot, pipelined.
+
+In the paper's terms this is a leader with its scout (phase 1, `_campaign`) and its
+commanders (phase 2, one `_Proposal` per slot in the window). The rules that keep
+safety:
+
+- A ballot is used only after it is durable (`BallotRecord`, prepares sent after
+  persist), so a restarted proposer never proposes two values in one ballot (C1).
+- Phase 1 covers every slot from the first one this node does not know decided.
+  On winning, every slot a promise reported gets the value accepted with the
+  highest ballot (C2, hence A5); a slot below the highest reported slot that no
+  promise mentions gets a no-op. Slots above it stay free: a leader change without
+  holes consumes no slot numbers.
+- A proposal is decided on Accepted from a quorum of acceptors in its own ballot.
+Everything else here (batching, the window, retransmission, back-pressure) is speed
+and liveness.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .bugs import Bug
+from .config import ClusterConfig
+from .election import Election
+from .log import DecisionLog
+from .messages import (
+    Accept,
+    Accepted,
+    ClientReply,
+    Heartbeat,
+    PeerMessage,
+    Preempted,
+    Prepare,
+    Promise,
+    ReplyStatus,
+)
+from .records import BallotRecord, Record
+from .types import NOOP, Ballot, Batch, ClientId, Command, NodeId, PValue, Seq, Slot
+
+Send = Callable[[NodeId, PeerMessage, bool], None]
+Persist = Callable[[Record], None]
+Reply = Callable[[ClientReply], None]
+Learn = Callable[[Slot, Batch], None]
+
+
+class Phase(str, Enum):
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@dataclass
+class _Proposal:
+    value: Batch
+    sent_at: int
+    acks: set[NodeId] = field(default_factory=set)
+
+
+class Proposer:
+    def __init__(
+        self,
+        node_id: NodeId,
+        config: ClusterConfig,
+        rng: random.Random,
+        log: DecisionLog,
+        send: Send,
+        persist: Persist,
+        reply: Reply,
+        learn: Learn,
+        round_used: int = -1,
+        bugs: frozenset[Bug] = frozenset(),
+    ) -> None:
+        self.id = node_id
+        self._cfg = config
+        self._log = log
+        self._send = send
+        self._persist = persist
+        self._reply = reply
+        self._learn = learn
+        self._bugs = bugs
+        self.quorum = max(1, len(config.acceptors) // 2) if Bug.QUORUM_OF_F in bugs else config.quorum
+        self.election = Election(node_id, config.proposers, config.timing, config.policy, rng, round_used)
+        self.phase = Phase.FOLLOWER
+        self.ballot: Ballot | None = None
+        self._now = 0
+        # phase 1
+        self._p1_from: Slot = 0
+        self._p1_sent_at = 0
+        self._promised_by: set[NodeId] = set()
+        self._adopted: dict[Slot, PValue] = {}
+        # phase 2
+        self.next_slot: Slot = 0
+        self._recover_next: Slot = 0
+        self._inflight: dict[Slot, _Proposal] = {}
+        self._pending: deque[Command] = deque()
+        self._queued: set[tuple[ClientId, Seq]] = set()
+        self._last_heartbeat = 0
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def is_leader(self) -> bool:
+        return self.phase is Phase.LEADER
+
+    @property
+    def leader_hint(self) -> NodeId | None:
+        return self.id if self.phase is Phase.LEADER else self.election.leader
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ clients
+    def submit(self, cmd: Command) -> None:
+        if self.phase is Phase.FOLLOWER:
+            self._reply(ClientReply(cmd.client, cmd.seq, ReplyStatus.NOT_LEADER, leader=self.election.leader))
+            return
+        key = (cmd.client, cmd.seq)
+        if key in self._queued:
+            return  # a retry of a command already on its way; its reply comes when it applies
+        if len(self._pending) >= self._cfg.limits.max_pending:
+            self._reply(ClientReply(cmd.client, cmd.seq, ReplyStatus.BUSY, leader=self.id))
+            return
+        self._queued.add(key)
+        self._pending.append(cmd)
+        if self.phase is Phase.LEADER:
+            self._fill_window()
+
+    # ------------------------------------------------------------------ time
+    def tick(self) -> None:
+        self._now += 1
+        if self.phase is Phase.LEADER:
+            if self._now - self._last_heartbeat >= self._cfg.timing.heartbeat:
+                self._heartbeat()
+            self._retransmit_accepts()
+            return
+        if self.phase is Phase.CANDIDATE and self._now - self._p1_sent_at >= self._cfg.timing.retransmit:
+            self._send_prepares()
+        ballot = self.election.tick()
+        if ballot is not None:
+            self._campaign(ballot)
+
+    # ------------------------------------------------------------------ phase 1
+    def _campaign(self, ballot: Ballot) -> None:
+        if self.phase is not Phase.FOLLOWER:
+            self._abandon()
+        self.phase = Phase.CANDIDATE
+        self.ballot = ballot
+        self._p1_from = self._log.floor
+        self._promised_by = set()
+        self._adopted = {}
+        self._persist(BallotRecord(ballot.round))
+        self._send_prepares()
+
+    def _send_prepares(self) -> None:
+        assert self.ballot is not None
+        self._p1_sent_at = self._now
+        msg = Prepare(self.id, self.ballot, self._p1_from)
+        for a in self._cfg.acceptors:
+            if a not in self._promised_by:
+                # After persist: the BallotRecord must be durable before the ballot is used.
+                self._send(a, msg, True)
+
+    def on_promise(self, m: Promise) -> None:
+        if self.phase is not Phase.CANDIDATE or m.ballot != self.ballot or m.src in self._promised_by:
+            return
+        self._promised_by.add(m.src)
+        if Bug.LEADER_IGNORES_ACCEPTED not in self._bugs:
+            for pv in m.accepted:
+                old = self._adopted.get(pv.slot)
+                if old is None or pv.ballot > old.ballot:
+                    self._adopted[pv.slot] = pv
+        if len(self._promised_by) >= self.quorum:
+            self._become_leader()
+
+    def _become_leader(self) -> None:
+        assert self.ballot is not None
+        self.phase = Phase.LEADER
+        self.election.leader = self.id
+        start = self._p1_from
+        top = max(self._adopted, default=start - 1) + 1
+        self.next_slot = max(top, self._log.top, start)
+        # Slots [start, next_slot) are re-proposed (adopted value, or a no-op for a hole)
+        # through the window, ahead of new commands.
+        self._recover_next = start
+        self._heartbeat()
+        self._fill_window()
+
+    # ------------------------------------------------------------------ phase 2
+    def _fill_window(self) -> None:
+        limits = self._cfg.limits
+        while self._recover_next < self.next_slot and len(self._inflight) < limits.window:
+            slot = self._recover_next
+            self._recover_next += 1
+            if slot not in self._log and slot not in self._inflight:
+                pv = self._adopted.pop(slot, None)
+                self._propose(slot, pv.value if pv is not None else NOOP)
+        if self._recover_next < self.next_slot:
+            return
+        self._adopted = {}
+        while self._pending and len(self._inflight) < limits.window:
+            n = min(limits.max_batch, len(self._pending))
+            batch = tuple(self._pending.popleft() for _ in range(n))
+            slot = self.next_slot
+            self.next_slot += 1
+            self._propose(slot, batch)
+
+    def _propose(self, slot: Slot, value: Batch) -> None:
+        assert self.ballot is not None
+        self._inflight[slot] = _Proposal(value, self._now)
+        msg = Accept(self.id, self.ballot, slot, value)
+        for a in self._cfg.acceptors:
+            self._send(a, msg, False)
+
+    def on_accepted(self, m: Accepted) -> None:
+        if self.phase is not Phase.LEADER or m.ballot != self.ballot:
+            return
+        p = self._inflight.get(m.slot)
+        if p is None:
+            return
+        p.acks.add(m.src)
+        if len(p.acks) < self.quorum:
+            return
+        del self._inflight[m.slot]
+        for cmd in p.value:
+            self._queued.discard((cmd.client, cmd.seq))
+        self._learn(m.slot, p.value)
+        self._fill_window()
+
+    def _retransmit_accepts(self) -> None:
+        assert self.ballot is not None
+        horizon = self._now - self._cfg.timing.retransmit
+        for slot, p in self._inflight.items():
+            if p.sent_at <= horizon:
+                p.sent_at = self._now
+                msg = Accept(self.id, self.ballot, slot, p.value)
+                for a in self._cfg.acceptors:
+                    if a not in p.acks:
+                        self._send(a, msg, False)
+
+    def _heartbeat(self) -> None:
+        assert self.ballot is not None
+        self._last_heartbeat = self._now
+        msg = Heartbeat(self.id, self.ballot, self._log.floor)
+        for n in self._cfg.nodes:
+            if n != self.id:
+                self._send(n, msg, False)
+
+    # ------------------------------------------------------------------ losing
+    def on_preempted(self, m: Preempted) -> None:
+        self.election.observe(m.promised)
+        if self.phase is not Phase.FOLLOWER and m.ballot == self.ballot and m.promised > m.ballot:
+            self._abandon()
+            self.election.restart_timer()
+
+    def on_heartbeat(self, m: Heartbeat) -> None:
+        if m.src == self.id:
+            return
+        if self.election.heard_leader(m.ballot) and self.phase is not Phase.FOLLOWER:
+            assert self.ballot is not None
+            if m.ballot > self.ballot:
+                self._abandon()
+
+    def observe(self, ballot: Ballot) -> None:
+        """A ballot seen in a prepare or accept handled by this node's acceptor."""
+        self.election.observe(ballot)
+        if ballot.node != self.id and self.ballot is not None and ballot > self.ballot:
+            if self.phase is not Phase.FOLLOWER:
+                self._abandon()
+            self.election.restart_timer()
+
+    def _abandon(self) -> None:
+        """Step down. Queued clients are told to look elsewhere; proposals in flight may
+        still be chosen (a later leader adopts them), and a retry is deduplicated by the
+        replicas' client table, so nothing is lost or applied twice."""
+        self.phase = Phase.FOLLOWER
+        hint = self.election.leader if self.election.leader != self.id else None
+        if self.election.leader == self.id:
+            self.election.leader = None
+        for p in self._inflight.values():
+            for cmd in p.value:
+                self._reply(ClientReply(cmd.client, cmd.seq, ReplyStatus.NOT_LEADER, leader=hint))
+        for cmd in self._pending:
+            self._reply(ClientReply(cmd.client, cmd.seq, ReplyStatus.NOT_LEADER, leader=hint))
+        self._inflight.clear()
+        self._pending.clear()
+        self._queued.clear()
+        self._promised_by = set()
+        self._adopted = {}
+        self._recover_next = self.next_slot

@@ -1,0 +1,33 @@
+"""The output of driving a node: what to persist, send, and hand to clients.
+
+The contract a shell (server runtime, simulator) must honour, as in etcd's Ready:
+1. `persist` records are made durable in the order given, after those of earlier Readies.
+2. `send` messages may leave at once: they depend on no undurable state.
+3. `send_after_persist` messages leave only once this Ready's records, *and every
+   earlier Ready's*, are durable. Messages addressed to the node itself are delivered
+   back to it with `Node.step` at that point, like any other.
+4. `replies` and `applied` are for clients and the application; they never wait for
+   this node's disk (what they report is already durable at a quorum of acceptors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .messages import Applied, ClientReply, PeerMessage
+from .records import Record
+from .types import NodeId
+
+
+@dataclass
+class Ready:
+    persist: list[Record] = field(default_factory=list)
+    send: list[tuple[NodeId, PeerMessage]] = field(default_factory=list)
+    send_after_persist: list[tuple[NodeId, PeerMessage]] = field(default_factory=list)
+    replies: list[ClientReply] = field(default_factory=list)
+    applied: list[Applied] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (
+            self.persist or self.send or self.send_after_persist or self.replies or self.applied
+        )

@@ -1,0 +1,28 @@
+"""The interface a replicated application implements.
+
+The replica calls `apply` for each decided command, strictly in slot order and at most
+once per (client, seq); every replica must compute the same result from the same
+sequence, so implementations must be deterministic (no clocks, no randomness, no I/O
+whose outcome differs between replicas).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from .types import Command, Slot
+
+
+@runtime_checkable
+class StateMachine(Protocol):
+    def apply(self, slot: Slot, command: Command) -> bytes:
+        """Apply one command decided at `slot` and return its result for the client."""
+        ...
+
+    def snapshot(self) -> bytes:
+        """The whole state, serialized; restore(snapshot()) must give an equal machine."""
+        ...
+
+    def restore(self, data: bytes) -> None:
+        """Replace the state with one produced by snapshot()."""
+        ...
