@@ -86,7 +86,11 @@ class ClusterConfig:
     def separate(cls, proposers: int, acceptors: int, learners: int, **kw: object) -> ClusterConfig:
         """Each role on its own nodes, numbered proposers first, then acceptors, then learners."""
         roles: dict[NodeId, frozenset[Role]] = {}
-        for count, role in ((proposers, Role.PROPOSER), (acceptors, Role.ACCEPTOR), (learners, Role.LEARNER)):
+        for count, role in (
+            (proposers, Role.PROPOSER),
+            (acceptors, Role.ACCEPTOR),
+            (learners, Role.LEARNER),
+        ):
             for _ in range(count):
                 roles[len(roles)] = frozenset({role})
         return cls(roles=roles, **kw)  # type: ignore[arg-type]

@@ -151,6 +151,7 @@ class Applied:
 
 
 __all__ = [
+    "PROTOCOL_MESSAGES",
     "Accept",
     "Accepted",
     "Applied",
@@ -159,7 +160,6 @@ __all__ = [
     "ClientReply",
     "Decide",
     "Heartbeat",
-    "PROTOCOL_MESSAGES",
     "PeerMessage",
     "Preempted",
     "Prepare",

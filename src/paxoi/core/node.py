@@ -72,16 +72,31 @@ class Node:
             if machine is None:
                 raise UsageError(f"node {node_id} is a learner and needs a state machine")
             self.replica = Replica(
-                node_id, config, rng, self.log, machine,
-                self._send, self._persist, self._reply, self._emit, bugs,
+                node_id,
+                config,
+                rng,
+                self.log,
+                machine,
+                self._send,
+                self._persist,
+                self._reply,
+                self._emit,
+                bugs,
             )
             self.replica.recover()
         self.proposer: Proposer | None = None
         if Role.PROPOSER in roles:
             self.proposer = Proposer(
-                node_id, config, rng, self.log,
-                self._send, self._persist, self._reply, self._decided,
-                state.round_used, bugs,
+                node_id,
+                config,
+                rng,
+                self.log,
+                self._send,
+                self._persist,
+                self._reply,
+                self._decided,
+                state.round_used,
+                bugs,
             )
 
     # ------------------------------------------------------------------ inputs
@@ -93,7 +108,9 @@ class Node:
     def submit(self, command: Command) -> None:
         """A client's command arrived at this node."""
         if self.proposer is None:
-            self._reply(ClientReply(command.client, command.seq, ReplyStatus.NOT_LEADER, leader=self.leader))
+            self._reply(
+                ClientReply(command.client, command.seq, ReplyStatus.NOT_LEADER, leader=self.leader)
+            )
         else:
             self.proposer.submit(command)
         self._drain()

@@ -83,8 +83,12 @@ class Proposer:
         self._reply = reply
         self._learn = learn
         self._bugs = bugs
-        self.quorum = max(1, len(config.acceptors) // 2) if Bug.QUORUM_OF_F in bugs else config.quorum
-        self.election = Election(node_id, config.proposers, config.timing, config.policy, rng, round_used)
+        self.quorum = (
+            max(1, len(config.acceptors) // 2) if Bug.QUORUM_OF_F in bugs else config.quorum
+        )
+        self.election = Election(
+            node_id, config.proposers, config.timing, config.policy, rng, round_used
+        )
         self.phase = Phase.FOLLOWER
         self.ballot: Ballot | None = None
         self._now = 0
@@ -121,7 +125,11 @@ class Proposer:
     # ------------------------------------------------------------------ clients
     def submit(self, cmd: Command) -> None:
         if self.phase is Phase.FOLLOWER:
-            self._reply(ClientReply(cmd.client, cmd.seq, ReplyStatus.NOT_LEADER, leader=self.election.leader))
+            self._reply(
+                ClientReply(
+                    cmd.client, cmd.seq, ReplyStatus.NOT_LEADER, leader=self.election.leader
+                )
+            )
             return
         key = (cmd.client, cmd.seq)
         if key in self._queued:
@@ -142,7 +150,10 @@ class Proposer:
                 self._heartbeat()
             self._retransmit_accepts()
             return
-        if self.phase is Phase.CANDIDATE and self._now - self._p1_sent_at >= self._cfg.timing.retransmit:
+        if (
+            self.phase is Phase.CANDIDATE
+            and self._now - self._p1_sent_at >= self._cfg.timing.retransmit
+        ):
             self._send_prepares()
         ballot = self.election.tick()
         if ballot is not None:
@@ -170,7 +181,11 @@ class Proposer:
                 self._send(a, msg, True)
 
     def on_promise(self, m: Promise) -> None:
-        if self.phase is not Phase.CANDIDATE or m.ballot != self.ballot or m.src in self._promised_by:
+        if (
+            self.phase is not Phase.CANDIDATE
+            or m.ballot != self.ballot
+            or m.src in self._promised_by
+        ):
             return
         self._promised_by.add(m.src)
         if Bug.LEADER_IGNORES_ACCEPTED not in self._bugs:

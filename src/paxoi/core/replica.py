@@ -136,7 +136,9 @@ class Replica:
                 session = self.clients[client] = ClientSession()
             if seq <= session.last_seq:
                 if not self._replaying:
-                    self._reply(ClientReply(client, seq, ReplyStatus.OK, session.results.get(seq, b"")))
+                    self._reply(
+                        ClientReply(client, seq, ReplyStatus.OK, session.results.get(seq, b""))
+                    )
                 return
             if seq != session.last_seq + 1:
                 return  # decided ahead of the client's order; it will be retried
@@ -166,7 +168,11 @@ class Replica:
         peers = [n for n in self._cfg.nodes if n != self.id and _serves_catchup(self._cfg, n)]
         if not peers:
             return
-        target = self.leader if self.leader in peers and self._rng.random() < 0.5 else self._rng.choice(peers)
+        target = (
+            self.leader
+            if self.leader in peers and self._rng.random() < 0.5
+            else self._rng.choice(peers)
+        )
         assert target is not None
         self._send(target, CatchupRequest(self.id, start, stop), False)
 

@@ -1,0 +1,121 @@
+"""A replicated chat room: every decided command is one message, in slot order.
+
+All replicas that applied the same decided commands hold byte-identical logs, which
+`canonical()` and `digest()` make easy to compare (the simulator and tests do).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from dataclasses import dataclass
+
+from paxoi.core.types import ClientId, Command, Seq, Slot
+
+_SNAPSHOT_VERSION = 1
+
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+#: Unicode categories escaped so an entry stays on one line (controls, line/paragraph
+#: separators) and always encodes as UTF-8 (lone surrogates).
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def escape(text: str) -> str:
+    """`text` on one line: backslash, tab, CR, LF and other line breaks escaped, C-style."""
+    out: list[str] = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif unicodedata.category(ch) in _ESCAPED_CATEGORIES:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatEntry:
+    """One chat message: who sent it, the sender's sequence number, and where it landed."""
+
+    slot: Slot
+    sender: ClientId
+    seq: Seq
+    message: str
+
+
+class ChatLog:
+    """The chat room's state machine: an append-only list of messages.
+
+    A slot holds a batch, so several entries may share a slot; they keep batch order.
+    `apply` returns the slot as ASCII digits, so a sender learns where its message landed.
+    """
+
+    def __init__(self) -> None:
+        self._entries: list[ChatEntry] = []
+
+    # -- StateMachine -------------------------------------------------------------------
+
+    def apply(self, slot: Slot, command: Command) -> bytes:
+        message = command.payload.decode("utf-8", errors="replace")
+        self._entries.append(ChatEntry(slot, command.client, command.seq, message))
+        return str(slot).encode("ascii")
+
+    def snapshot(self) -> bytes:
+        doc = {
+            "version": _SNAPSHOT_VERSION,
+            "entries": [[e.slot, e.sender, e.seq, e.message] for e in self._entries],
+        }
+        return json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+    def restore(self, data: bytes) -> None:
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"not a chat snapshot: {exc}") from exc
+        if not isinstance(doc, dict) or doc.get("version") != _SNAPSHOT_VERSION:
+            raise ValueError("not a chat snapshot: missing or unknown version")
+        raw = doc.get("entries")
+        if not isinstance(raw, list):
+            raise ValueError("not a chat snapshot: entries must be a list")
+        entries: list[ChatEntry] = []
+        for item in raw:
+            if not (
+                isinstance(item, list)
+                and len(item) == 4
+                and type(item[0]) is int
+                and isinstance(item[1], str)
+                and type(item[2]) is int
+                and isinstance(item[3], str)
+            ):
+                raise ValueError(f"not a chat snapshot: bad entry {item!r}")
+            entries.append(ChatEntry(item[0], item[1], item[2], item[3]))
+        self._entries = entries
+
+    # -- Queries ------------------------------------------------------------------------
+
+    @property
+    def entries(self) -> list[ChatEntry]:
+        """The messages in apply order (a copy: mutating it does not change the log)."""
+        return list(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def canonical(self) -> bytes:
+        """The log as UTF-8 text, one line per entry: slot, sender, seq, message, tab-separated.
+
+        Sender and message are escaped (see `escape`), so every entry is exactly one line.
+        """
+        return "".join(
+            f"{e.slot}\t{escape(e.sender)}\t{e.seq}\t{escape(e.message)}\n" for e in self._entries
+        ).encode("utf-8")
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of `canonical()`: equal logs, equal digests."""
+        return hashlib.sha256(self.canonical()).hexdigest()
+
+    def render(self) -> str:
+        """Human-readable text: one line "<slot> <sender>: <message>" per entry."""
+        return "".join(f"{e.slot} {escape(e.sender)}: {escape(e.message)}\n" for e in self._entries)

@@ -1,0 +1,415 @@
+"""One simulated run: the real core on a simulated clock, network and disks.
+
+Time is integer milliseconds on an event heap; nothing reads a real clock, and every
+random choice comes from generators seeded by `SimParams.seed`, so a run is a pure
+function of its parameters. A run has two phases: faults (loss, duplication, delay,
+partitions, crashes with loss of unsynced writes) for `fault_ms`, then a settle
+phase with the network healed and every node restarted, in which every client must
+finish and every learner must apply every acknowledged command within `settle_ms`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.bugs import Bug
+from ..core.config import ClusterConfig, ElectionPolicy
+from ..core.errors import InvariantViolation
+from ..core.messages import ClientReply
+from ..core.node import Node
+from ..core.ready import Ready
+from ..core.types import Command, NodeId, Slot
+from .checker import Checker, Violation
+from .disk import SimDisk
+from .network import SimNetwork
+from .workload import SimClient
+
+FAULTS = ("loss", "duplicate", "reorder", "partition", "crash")
+LAYOUTS = ("colocated", "separate")
+
+
+@dataclass(frozen=True)
+class SimParams:
+    seed: int
+    nodes: int = 3
+    layout: str = "colocated"
+    bugs: frozenset[Bug] = frozenset()
+    faults: frozenset[str] = frozenset(FAULTS)
+    fault_ms: int = 3000
+    settle_ms: int = 30_000
+    clients: int = 3
+    commands: int = 20
+    tick_ms: int = 10
+    #: Restart every node for the settle phase (else up to f acceptors may stay down).
+    all_up_at_end: bool = False
+
+    def command_line(self) -> str:
+        """The exact command that reproduces this run."""
+        parts = [
+            "paxoi sim --seeds 1",
+            f"--start-seed {self.seed}",
+            f"--nodes {self.nodes}",
+            f"--layout {self.layout}",
+        ]
+        parts += [f"--bug {b.value}" for b in sorted(self.bugs, key=lambda b: b.value)]
+        if self.faults != frozenset(FAULTS):
+            parts.append(f"--faults {','.join(sorted(self.faults)) or 'none'}")
+        return " ".join(parts)
+
+
+class RecordingMachine:
+    """The simulator's state machine: remembers what it applied; the result is the slot."""
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[Slot, Command]] = []
+
+    def apply(self, slot: Slot, command: Command) -> bytes:
+        self.applied.append((slot, command))
+        return str(slot).encode()
+
+    def snapshot(self) -> bytes:
+        return repr([(s, c.client, c.seq) for s, c in self.applied]).encode()
+
+    def digest(self) -> str:
+        """sha256 of the applied log's canonical form: equal logs, equal digests."""
+        h = hashlib.sha256()
+        for slot, c in self.applied:
+            h.update(f"{slot}\t{c.client}\t{c.seq}\t".encode() + c.payload + b"\n")
+        return h.hexdigest()
+
+    def restore(self, data: bytes) -> None:  # pragma: no cover - snapshots come later
+        raise NotImplementedError
+
+
+@dataclass
+class RunResult:
+    params: SimParams
+    sim_ms: int
+    acked: int
+    decided: int
+    leaders: int
+    crashes: int
+    messages: int
+    trace: list[str] = field(default_factory=list)
+
+
+def make_config(params: SimParams, policy: ElectionPolicy) -> ClusterConfig:
+    if params.layout == "colocated":
+        return ClusterConfig.colocated(params.nodes, policy=policy)
+    if params.layout == "separate":
+        f = (params.nodes - 1) // 2
+        return ClusterConfig.separate(f + 1, params.nodes, f + 1, policy=policy)
+    raise ValueError(f"unknown layout {params.layout!r}; known: {', '.join(LAYOUTS)}")
+
+
+class Simulation:
+    def __init__(self, params: SimParams) -> None:
+        self.p = params
+        self.rng = random.Random(params.seed)
+        rng = self.rng
+        policy = rng.choice([ElectionPolicy.RANK, ElectionPolicy.RANDOM])
+        self.config = make_config(params, policy)
+        faults = params.faults
+        self.net = SimNetwork(
+            random.Random(rng.getrandbits(64)),
+            drop=rng.choice([0.0, 0.01, 0.05, 0.15]) if "loss" in faults else 0.0,
+            duplicate=rng.choice([0.0, 0.02, 0.1]) if "duplicate" in faults else 0.0,
+            delay_min=1,
+            delay_max=rng.choice([2, 10, 40]) if "reorder" in faults else 1,
+        )
+        self.disk_latency = (1, rng.choice([2, 8, 20]))
+        self.checker = Checker(self.config.quorum)
+        self.nodes: dict[NodeId, Node | None] = {}
+        self.disks: dict[NodeId, SimDisk] = {}
+        self.incarnation: dict[NodeId, int] = {}
+        self.machines: dict[NodeId, RecordingMachine] = {}
+        self.now = 0
+        self._heap: list[tuple[int, int, str, Any, Any, Any]] = []
+        self._seq = 0
+        self.trace: deque[tuple[int, str, Any, Any]] = deque(maxlen=40)
+        self.messages = 0
+        self.crashes = 0
+        self.leader_terms: set[Any] = set()
+        #: Nodes kept down through the settle phase (liveness must hold without them).
+        self.down: set[NodeId] = set()
+        for nid in self.config.nodes:
+            self.disks[nid] = SimDisk()
+            self.incarnation[nid] = 0
+            self._start(nid)
+            self._at(rng.randrange(params.tick_ms), "tick", nid)
+        servers = self.config.proposers
+        self.clients = {
+            f"c{i}": SimClient(
+                f"c{i}",
+                params.commands,
+                rng.choice([1, 1, 4, 16]),
+                servers,
+                random.Random(rng.getrandbits(64)),
+            )
+            for i in range(params.clients)
+        }
+        for name in self.clients:
+            self._at(rng.randrange(params.fault_ms // 2 + 1), "client", name)
+        self._plan_faults()
+        self._at(params.fault_ms, "calm", None)
+
+    # ---------------------------------------------------------------- scheduling
+    def _at(self, when: int, kind: str, a: Any, b: Any = None, c: Any = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, kind, a, b, c))
+
+    def _plan_faults(self) -> None:
+        p, rng = self.p, self.rng
+        if "crash" in p.faults:
+            t = rng.randrange(100, 600)
+            while t < p.fault_ms:
+                nid = rng.choice(self.config.nodes)
+                self._at(t, "crash", nid)
+                self._at(min(t + rng.randrange(30, 900), p.fault_ms), "restart", nid)
+                t += rng.randrange(50, 700)
+        if "partition" in p.faults:
+            t = rng.randrange(100, 1000)
+            while t < p.fault_ms:
+                nodes = list(self.config.nodes)
+                rng.shuffle(nodes)
+                cut = rng.randrange(1, len(nodes))
+                groups = [frozenset(nodes[:cut]), frozenset(nodes[cut:])]
+                self._at(t, "partition", groups)
+                t += rng.randrange(100, 900)
+                self._at(min(t, p.fault_ms), "heal", None)
+                t += rng.randrange(50, 500)
+
+    # ---------------------------------------------------------------- nodes
+    def _start(self, nid: NodeId) -> None:
+        machine = RecordingMachine()
+        node = Node(
+            nid,
+            self.config,
+            random.Random(f"{self.p.seed}/{nid}/{self.incarnation[nid]}"),
+            machine,
+            self.disks[nid].durable.copy(),
+            self.p.bugs,
+        )
+        self.nodes[nid] = node
+        self.machines[nid] = machine
+        if node.acceptor is not None:
+            self.checker.on_acceptor_recovered(nid, node.acceptor)
+        self._flush(nid, node)
+
+    def _crash(self, nid: NodeId) -> None:
+        if self.nodes.get(nid) is None:
+            return
+        self.crashes += 1
+        self.nodes[nid] = None
+        self.disks[nid].crash()
+        self.incarnation[nid] += 1
+
+    def _flush(self, nid: NodeId, node: Node) -> None:
+        ready: Ready = node.take_ready()
+        for dst, msg in ready.send:
+            self._send(nid, dst, msg)
+        disk = self.disks[nid]
+        start, free = disk.write(ready.persist, ready.send_after_persist)
+        for dst, msg in free:
+            self._send(nid, dst, msg)
+        if start:
+            self._at(
+                self.now + self.rng.randint(*self.disk_latency), "sync", nid, self.incarnation[nid]
+            )
+        inc = self.incarnation[nid]
+        for a in ready.applied:
+            self.checker.on_applied(nid, inc, a.slot, a.command, a.result)
+        for reply in ready.replies:
+            for delay in self.net.delays(nid, reply.client):
+                self._at(self.now + delay, "reply", reply.client, nid, reply)
+        if node.is_leader and node.proposer is not None:
+            self.leader_terms.add(node.proposer.ballot)
+
+    def _send(self, src: NodeId, dst: NodeId, msg: Any) -> None:
+        self.checker.on_send(src, msg)
+        self.messages += 1
+        for delay in self.net.delays(src, dst):
+            self._at(self.now + delay, "msg", dst, msg, None)
+
+    # ---------------------------------------------------------------- the run
+    def run(self) -> RunResult:
+        try:
+            self._loop()
+        except InvariantViolation as e:
+            text = str(e)
+            raise Violation(text.split(":", 1)[0] if ":" in text else "invariant", text) from e
+        decided = len(self.checker.learned)
+        return RunResult(
+            self.p,
+            self.now,
+            sum(len(c.acked) for c in self.clients.values()),
+            decided,
+            len(self.leader_terms),
+            self.crashes,
+            self.messages,
+        )
+
+    def _loop(self) -> None:
+        deadline = self.p.fault_ms + self.p.settle_ms
+        calm = False
+        while self._heap:
+            when, _, kind, a, b, c = heapq.heappop(self._heap)
+            self.now = when
+            if when > deadline:
+                raise Violation("liveness", self._stuck())
+            if kind != "tick":
+                self.trace.append((when, kind, a, b))
+            if kind == "msg":
+                node = self.nodes.get(a)
+                if node is not None:
+                    node.step(b)
+                    self._flush(a, node)
+            elif kind == "tick":
+                node = self.nodes.get(a)
+                if node is not None:
+                    node.tick()
+                    self._flush(a, node)
+                self._at(when + self.p.tick_ms, "tick", a)
+                if (
+                    calm
+                    and a == self.config.nodes[0]
+                    and when % 100 < self.p.tick_ms
+                    and self._finished()
+                ):
+                    return
+            elif kind == "sync":
+                self._sync(a, b)
+            elif kind == "submit":
+                node = self.nodes.get(a)
+                if node is not None:
+                    node.submit(b)
+                    self._flush(a, node)
+            elif kind == "reply":
+                self._on_reply(a, b, c)
+            elif kind == "client":
+                self._client(a)
+            elif kind == "crash":
+                self._crash(a)
+            elif kind == "restart":
+                if self.nodes.get(a) is None:
+                    self._start(a)
+            elif kind == "partition":
+                self.net.groups = a
+            elif kind == "heal":
+                self.net.groups = []
+            elif kind == "calm":
+                calm = True
+                self.net.groups = []
+                self.net.drop = 0.0
+                self.net.duplicate = 0.0
+                self.down = set()
+                if "crash" in self.p.faults and not self.p.all_up_at_end:
+                    self.down = self._survivable_outage()
+                for nid in self.config.nodes:
+                    if nid in self.down:
+                        self._crash(nid)
+                    elif self.nodes.get(nid) is None:
+                        self._start(nid)
+
+    def _sync(self, nid: NodeId, incarnation: int) -> None:
+        if self.incarnation[nid] != incarnation or self.nodes.get(nid) is None:
+            return  # the node crashed while this sync was in flight: it never completed
+        more, released = self.disks[nid].sync_done()
+        for dst, msg in released:
+            self._send(nid, dst, msg)
+        if more:
+            self._at(self.now + self.rng.randint(*self.disk_latency), "sync", nid, incarnation)
+
+    def _client(self, name: str) -> None:
+        client = self.clients[name]
+        for target, cmd in client.due(self.now):
+            self.checker.on_submit(cmd)
+            for delay in self.net.delays(name, target):
+                self._at(self.now + delay, "submit", target, cmd)
+        if not client.done:
+            self._at(self.now + self.p.tick_ms, "client", name)
+
+    def _on_reply(self, name: str, src: NodeId, reply: ClientReply) -> None:
+        client = self.clients[name]
+        before = reply.seq in client.acked
+        client.on_reply(src, reply, self.now)
+        if not before and reply.seq in client.acked:
+            key = (name, reply.seq)
+            if self.checker.results.get(key) != reply.result:
+                raise Violation("E3", f"{key} acknowledged with {reply.result!r}, never applied so")
+
+    # ---------------------------------------------------------------- liveness
+    def _survivable_outage(self) -> set[NodeId]:
+        """Nodes left down for the settle phase: at most f acceptors, and never every
+        proposer or every learner. Liveness is promised with just that much up."""
+        cfg, rng = self.config, self.rng
+        down: set[NodeId] = set(rng.sample(cfg.acceptors, rng.randint(0, cfg.f)))
+        for group in (cfg.proposers, cfg.learners):
+            up = [n for n in group if n not in down]
+            keep = rng.choice(up) if up else None
+            down |= {n for n in group if n != keep and rng.random() < 0.3}
+        if (
+            not any(n not in down for n in cfg.proposers)
+            or not any(n not in down for n in cfg.learners)
+            or sum(n in down for n in cfg.acceptors) > cfg.f
+        ):
+            return set()  # colocated roles made the pick unsafe for liveness: keep all up
+        return down
+
+    def _missing(self) -> dict[NodeId, int]:
+        acked = {(n, s) for n, c in self.clients.items() for s in c.acked}
+        out = {}
+        for nid in self.config.learners:
+            if nid in self.down:
+                continue
+            applied = self.checker.applied_by(nid, self.incarnation[nid])
+            missing = len(acked - applied)
+            if missing:
+                out[nid] = missing
+        return out
+
+    def _lagging(self) -> dict[NodeId, int]:
+        """Up learners that have not applied every slot anyone learned: learner -> slot_out."""
+        top = max(self.checker.learned, default=-1) + 1
+        out = {}
+        for nid in self.config.learners:
+            node = self.nodes.get(nid)
+            replica = node.replica if node is not None and nid not in self.down else None
+            if replica is not None and replica.slot_out < top:
+                out[nid] = replica.slot_out
+        return out
+
+    def _finished(self) -> bool:
+        return (
+            all(c.done for c in self.clients.values())
+            and not self._missing()
+            and not self._lagging()
+        )
+
+    def _stuck(self) -> str:
+        waiting = {n: sorted(c.outstanding) for n, c in self.clients.items() if not c.done}
+        leaders = [n for n, node in self.nodes.items() if node is not None and node.is_leader]
+        return (
+            f"not done {self.p.settle_ms} ms after faults stopped: clients waiting {waiting}, "
+            f"learners missing acknowledged commands {self._missing()}, learners behind "
+            f"(node: next slot to apply, of {max(self.checker.learned, default=-1) + 1}) "
+            f"{self._lagging()}, leaders {leaders}, kept down {sorted(self.down)}"
+        )
+
+    def format_trace(self) -> list[str]:
+        out = []
+        for when, kind, a, b in self.trace:
+            if kind == "msg":
+                out.append(f"{when:>6} ms  -> {a}: {b}")
+            elif kind in ("submit",):
+                out.append(f"{when:>6} ms  client -> {a}: {b}")
+            elif kind == "reply":
+                out.append(f"{when:>6} ms  {b} -> {a}")
+            else:
+                out.append(f"{when:>6} ms  {kind} {a if a is not None else ''}")
+        return out

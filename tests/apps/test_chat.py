@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from paxoi.apps.chat import ChatEntry, ChatLog, escape
+from paxoi.core.statemachine import StateMachine
+from paxoi.core.types import Command
+
+
+def make_log(*messages: tuple[int, str, int, bytes]) -> ChatLog:
+    log = ChatLog()
+    for slot, client, seq, payload in messages:
+        log.apply(slot, Command(client, seq, payload))
+    return log
+
+
+def test_implements_state_machine_protocol() -> None:
+    assert isinstance(ChatLog(), StateMachine)
+
+
+def test_apply_records_entry_and_returns_slot() -> None:
+    log = ChatLog()
+    assert log.apply(7, Command("alice", 1, b"hello")) == b"7"
+    assert log.apply(12, Command("bob", 3, "h\u00e9".encode())) == b"12"
+    assert log.entries == [
+        ChatEntry(slot=7, sender="alice", seq=1, message="hello"),
+        ChatEntry(slot=12, sender="bob", seq=3, message="h\u00e9"),
+    ]
+    assert len(log) == 2
+
+
+def test_entries_are_frozen_and_a_copy() -> None:
+    log = make_log((0, "a", 1, b"x"))
+    entries = log.entries
+    entries.clear()
+    assert len(log.entries) == 1
+    with pytest.raises(AttributeError):
+        log.entries[0].message = "changed"  # type: ignore[misc]
+
+
+def test_invalid_utf8_is_replaced_not_raised() -> None:
+    log = make_log((0, "a", 1, b"ok\xff\xfe"))
+    assert log.entries[0].message == "ok\ufffd\ufffd"
+
+
+def test_batch_entries_share_a_slot_in_order() -> None:
+    log = make_log((4, "a", 1, b"first"), (4, "b", 1, b"second"))
+    assert [(e.slot, e.message) for e in log.entries] == [(4, "first"), (4, "second")]
+
+
+def test_canonical_format_and_digest() -> None:
+    log = make_log((0, "alice", 1, b"hi"), (1, "bob", 2, b"yo"))
+    assert log.canonical() == b"0\talice\t1\thi\n1\tbob\t2\tyo\n"
+    assert log.digest() == hashlib.sha256(log.canonical()).hexdigest()
+    assert ChatLog().canonical() == b""
+
+
+def test_canonical_keeps_one_line_per_entry() -> None:
+    nasty = "tab\there\nnew\rline\\slash\u2028sep\x00nul\x85nel"
+    log = make_log((0, "al\tice", 1, nasty.encode()), (1, "bob", 1, b"plain"))
+    text = log.canonical().decode("utf-8")
+    lines = text.splitlines()
+    assert len(lines) == 2
+    assert lines[0].split("\t") == ["0", "al\\tice", "1", escape(nasty)]
+    assert escape(nasty) == "tab\\there\\nnew\\rline\\\\slash\\u2028sep\\x00nul\\x85nel"
+    # Escaping is injective on these: a literal backslash-n differs from a newline.
+    assert escape("a\\nb") != escape("a\nb")
+
+
+def test_equal_logs_have_equal_digests() -> None:
+    msgs = [(0, "a", 1, b"one"), (1, "b", 1, b"two"), (2, "a", 2, b"three")]
+    assert make_log(*msgs).digest() == make_log(*msgs).digest()
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        [(0, "a", 1, b"one"), (1, "b", 1, b"TWO")],  # different message
+        [(0, "a", 1, b"one"), (1, "c", 1, b"two")],  # different sender
+        [(0, "a", 1, b"one"), (1, "b", 2, b"two")],  # different seq
+        [(0, "a", 1, b"one"), (2, "b", 1, b"two")],  # different slot
+        [(1, "b", 1, b"two"), (0, "a", 1, b"one")],  # different order
+        [(0, "a", 1, b"one")],  # missing entry
+        [(0, "a", 1, b"one\n1\tb\t1\ttwo")],  # one message that looks like two lines
+    ],
+)
+def test_different_logs_have_different_digests(other: list[tuple[int, str, int, bytes]]) -> None:
+    base = make_log((0, "a", 1, b"one"), (1, "b", 1, b"two"))
+    assert make_log(*other).digest() != base.digest()
+
+
+def test_snapshot_restore_round_trip() -> None:
+    log = make_log(
+        (0, "alice", 1, b"hello"),
+        (0, "bob", 5, "caf\u00e9 \u2603".encode()),
+        (3, "carol", 2, b"tabs\tand\nnewlines"),
+        (9, "dave", 1, b"\xff"),
+    )
+    snap = log.snapshot()
+    copy = ChatLog()
+    copy.restore(snap)
+    assert copy.entries == log.entries
+    assert copy.digest() == log.digest()
+    assert copy.snapshot() == snap
+    # The copy keeps working independently.
+    copy.apply(10, Command("erin", 1, b"later"))
+    assert len(copy) == 5 and len(log) == 4
+
+
+def test_restore_replaces_state() -> None:
+    log = make_log((0, "a", 1, b"old"))
+    log.restore(ChatLog().snapshot())
+    assert log.entries == []
+
+
+def test_render() -> None:
+    log = make_log((0, "alice", 1, b"hi"), (1, "bob", 1, b"two\nlines"))
+    assert log.render() == "0 alice: hi\n1 bob: two\\nlines\n"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"version": 99, "entries": []}',
+        b'{"version": 1, "entries": [[1]]}',
+    ],
+)
+def test_restore_rejects_garbage(data: bytes) -> None:
+    log = make_log((0, "a", 1, b"kept"))
+    with pytest.raises(ValueError):
+        log.restore(data)
+    assert [e.message for e in log.entries] == ["kept"]
