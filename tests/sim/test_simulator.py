@@ -6,7 +6,7 @@ import pytest
 
 from paxoi.core.bugs import Bug
 from paxoi.sim.checker import Violation
-from paxoi.sim.cluster import FAULTS, LAYOUTS, Simulation, SimParams
+from paxoi.sim.cluster import FAULTS, LAYOUTS, SimParams, Simulation
 from paxoi.sim.runner import run_seed
 
 COMBOS = [(n, layout) for layout in LAYOUTS for n in (3, 5, 7)]
@@ -76,9 +76,7 @@ def test_each_fault_alone(fault: str) -> None:
 # Regression seeds: liveness failures the simulator found in its own clients (a client
 # that kept retrying a server that stayed down; one whose timeouts undid the leader's
 # redirect). Fixed in paxoi/sim/workload.py; these seeds must keep passing.
-@pytest.mark.parametrize(
-    ("seed", "nodes", "layout"), [(0, 3, "colocated"), (1, 5, "colocated")]
-)
+@pytest.mark.parametrize(("seed", "nodes", "layout"), [(0, 3, "colocated"), (1, 5, "colocated")])
 def test_regression_client_liveness(seed: int, nodes: int, layout: str) -> None:
     assert run_seed(SimParams(seed=seed, nodes=nodes, layout=layout)) is None
 
