@@ -1,0 +1,1 @@
+"""paxoi.wire: how paxoi's values and messages become bytes, and back, strictly."""
