@@ -149,6 +149,7 @@ class Proposer:
             if self._now - self._last_heartbeat >= self._cfg.timing.heartbeat:
                 self._heartbeat()
             self._retransmit_accepts()
+            self._fill_window()  # the prefix may have moved (catch-up filled a hole)
             return
         if (
             self.phase is Phase.CANDIDATE
@@ -221,7 +222,10 @@ class Proposer:
         if self._recover_next < self.next_slot:
             return
         self._adopted = {}
-        while self._pending and len(self._inflight) < limits.window:
+        # R5: never more than `window` slots beyond the decided prefix, so one stuck slot
+        # cannot make replicas buffer an unbounded run of decisions they cannot apply.
+        horizon = self._log.floor + limits.window
+        while self._pending and len(self._inflight) < limits.window and self.next_slot < horizon:
             n = min(limits.max_batch, len(self._pending))
             batch = tuple(self._pending.popleft() for _ in range(n))
             slot = self.next_slot

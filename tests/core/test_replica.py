@@ -1,0 +1,345 @@
+"""The replica (learner), rule by rule: R1-R4, exactly-once (E1), per-client FIFO (E2),
+recovery and catch-up.
+
+Most tests drive the learner-only node 4 of `ClusterConfig.separate(1, 3, 1)` (node 0 is
+the proposer, 1-3 the acceptors) through the public Node API.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from core_helpers import Cluster, check_safety, cmd, config, expected_entries, make_node, msgs
+
+from paxoi.core import (
+    NOOP,
+    Ballot,
+    Bug,
+    CatchupReply,
+    CatchupRequest,
+    ClusterConfig,
+    Decide,
+    DecidedRecord,
+    DurableState,
+    Heartbeat,
+    InvariantViolation,
+    Limits,
+    ReplyStatus,
+)
+
+LEARNER = 4
+
+
+def learner(bugs: frozenset[Bug] = frozenset(), durable: DurableState | None = None, **limits: int):
+    cfg = ClusterConfig.separate(1, 3, 1, limits=Limits(**limits))
+    node, machine = make_node(LEARNER, cfg, durable=durable, bugs=bugs)
+    return node, machine
+
+
+def decide(node, slot: int, *commands) -> None:
+    node.step(Decide(0, slot, tuple(commands)))
+
+
+def oks(ready) -> list[tuple[str, int, bytes]]:
+    return [(r.client, r.seq, r.result) for r in ready.replies if r.status is ReplyStatus.OK]
+
+
+# ------------------------------------------------------------------------------ R1
+
+
+@pytest.mark.parametrize("where", ["applied", "buffered", "catchup"])
+def test_R1_conflicting_decision_raises_InvariantViolation(where: str) -> None:
+    node, _ = learner()
+    a, b = cmd("a", 1), cmd("b", 1)
+    slot = 0 if where == "applied" else 5
+    decide(node, slot, a)
+    if where == "applied":
+        assert node.replica.slot_out == 1
+    else:
+        assert node.replica.slot_out == 0 and slot in node.log
+    with pytest.raises(InvariantViolation, match="R1"):
+        if where == "catchup":
+            node.step(CatchupReply(0, ((slot, (b,)),)))
+        else:
+            decide(node, slot, b)
+
+
+def test_R1_redundant_decision_is_harmless() -> None:
+    node, machine = learner()
+    for _ in range(3):
+        decide(node, 0, cmd("a", 1))
+    ready = node.take_ready()
+    assert machine.commands == [("a", 1)]
+    assert ready.persist == [DecidedRecord(0, (cmd("a", 1),))]  # persisted once
+
+
+# ------------------------------------------------------------------------------ R2 / R3 / R4
+
+
+def test_R2_R3_applies_in_slot_order_only_once_contiguous() -> None:
+    node, machine = learner()
+    r = node.replica
+    decide(node, 2, cmd("c", 1))
+    assert machine.entries == [] and r.slot_out == 0  # slot 0 and 1 unknown
+    decide(node, 0, cmd("a", 1))
+    assert machine.commands == [("a", 1)] and r.slot_out == 1
+    decide(node, 1, cmd("b", 1))
+    assert [s for s, *_ in machine.entries] == [0, 1, 2] and r.slot_out == 3
+    assert all(s in node.log for s in range(r.slot_out))  # R2
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_R3_state_is_the_decided_prefix_applied_in_order_whatever_the_delivery(seed: int) -> None:
+    rng = random.Random(seed)
+    clients = ["a", "b", "c"]
+    seqs = dict.fromkeys(clients, 0)
+    decisions = {}
+    for slot in range(40):
+        batch = []
+        for _ in range(rng.randrange(0, 3)):  # includes no-ops
+            c = rng.choice(clients)
+            seqs[c] += 1
+            batch.append(cmd(c, seqs[c]))
+        decisions[slot] = tuple(batch)
+    deliveries = [(s, v) for s, v in decisions.items() for _ in range(rng.randrange(1, 3))]
+    rng.shuffle(deliveries)
+    node, machine = learner()
+    for slot, value in deliveries:
+        before = node.replica.slot_out
+        node.step(Decide(0, slot, value))
+        assert node.replica.slot_out >= before  # R4
+    assert node.replica.slot_out == 40
+    assert [(s, c, q) for s, c, q, _ in machine.entries] == expected_entries(decisions, 40)
+    assert len(machine.entries) == sum(seqs.values())
+
+
+def test_R4_slot_out_never_decreases() -> None:
+    node, _ = learner()
+    seen = []
+    for slot in (1, 0, 0, 3, 1, 2, 0):
+        decide(node, slot, cmd("a", slot + 1))
+        seen.append(node.replica.slot_out)
+    assert seen == sorted(seen) and seen[-1] == 4
+
+
+def test_noop_applies_nothing_but_advances_slot_out() -> None:
+    node, machine = learner()
+    node.step(Decide(0, 0, NOOP))
+    decide(node, 1, cmd("a", 1))
+    assert node.replica.slot_out == 2
+    assert machine.entries == [(1, "a", 1, b"a:1")]
+
+
+def test_batch_applies_in_order_with_one_reply_and_applied_each() -> None:
+    node, machine = learner()
+    decide(node, 0, cmd("a", 1), cmd("b", 1), cmd("a", 2))
+    ready = node.take_ready()
+    assert machine.commands == [("a", 1), ("b", 1), ("a", 2)]
+    assert [(x.slot, x.command.client, x.command.seq) for x in ready.applied] == [
+        (0, "a", 1),
+        (0, "b", 1),
+        (0, "a", 2),
+    ]
+    assert [(c, q) for c, q, _ in oks(ready)] == [("a", 1), ("b", 1), ("a", 2)]
+    assert [x.result for x in ready.applied] == [res for *_, res in oks(ready)]
+
+
+# ------------------------------------------------------------------------------ E1
+
+
+def test_E1_retry_applied_once_and_returns_cached_result() -> None:
+    node, machine = learner()
+    decide(node, 0, cmd("a", 1))
+    [first] = oks(node.take_ready())
+    decide(node, 1, cmd("b", 1))  # changes what a re-execution would return
+    node.take_ready()
+    decide(node, 2, cmd("a", 1))  # the retry, decided again in a later slot
+    ready = node.take_ready()
+    assert machine.commands == [("a", 1), ("b", 1)]
+    assert oks(ready) == [first]  # the cached result, not a new one
+    assert ready.applied == []
+
+
+def test_E1_retry_within_one_batch() -> None:
+    node, machine = learner()
+    decide(node, 0, cmd("a", 1), cmd("a", 1))
+    assert machine.commands == [("a", 1)]
+    replies = oks(node.take_ready())
+    assert len(replies) == 2 and replies[0] == replies[1]
+
+
+@pytest.mark.parametrize("planted", [False, True])
+def test_planted_bug_replica_forgets_client_table(planted: bool) -> None:
+    bugs = frozenset({Bug.REPLICA_FORGETS_CLIENT_TABLE}) if planted else frozenset()
+    node, machine = learner(bugs=bugs)
+    decide(node, 0, cmd("a", 1))
+    decide(node, 1, cmd("a", 1))  # a retry
+    decide(node, 2, cmd("a", 3))  # skips seq 2
+    if planted:
+        assert machine.commands == [("a", 1), ("a", 1), ("a", 3)]
+    else:
+        assert machine.commands == [("a", 1)]
+
+
+def test_planted_bug_replica_forgets_client_table_end_to_end() -> None:
+    # A client retries after its reply was lost: the leader proposes it again, and the
+    # table is all that stands between the retry and a second application.
+    for planted, expected in ((False, [("a", 1)]), (True, [("a", 1), ("a", 1)])):
+        bugs = frozenset({Bug.REPLICA_FORGETS_CLIENT_TABLE}) if planted else frozenset()
+        c = Cluster(config(3), bugs=bugs)
+        c.elect()
+        c.submit(0, cmd("a", 1))
+        c.submit(0, cmd("a", 1))
+        assert len(c.decided(1)) == 2
+        assert [m.commands for m in c.machines.values()] == [expected] * 3
+
+
+def test_client_results_are_bounded() -> None:
+    node, machine = learner(client_results=2)
+    for seq in range(1, 5):
+        decide(node, seq - 1, cmd("a", seq))
+    session = node.replica.clients["a"]
+    assert session.last_seq == 4 and list(session.results) == [3, 4]
+    results = {q: res for _, q, res in oks(node.take_ready())}
+    decide(node, 4, cmd("a", 4))
+    decide(node, 5, cmd("a", 1))
+    retried = oks(node.take_ready())
+    assert retried[0] == ("a", 4, results[4])  # remembered
+    assert retried[1] == ("a", 1, b"")  # forgotten result, but still not re-applied (E1)
+    assert len(machine.entries) == 4
+
+
+# ------------------------------------------------------------------------------ E2
+
+
+def test_E2_out_of_order_seq_not_applied() -> None:
+    node, machine = learner()
+    decide(node, 0, cmd("a", 2))  # ahead of a:1: decided out of order
+    ready = node.take_ready()
+    assert machine.entries == [] and ready.replies == [] and node.replica.slot_out == 1
+    decide(node, 1, cmd("a", 1))
+    decide(node, 2, cmd("a", 2))  # the client's retry, after a:1
+    assert [(s, c, q) for s, c, q, _ in machine.entries] == [(1, "a", 1), (2, "a", 2)]
+    assert [(c, q) for c, q, _ in oks(node.take_ready())] == [("a", 1), ("a", 2)]
+
+
+def test_E2_clients_are_ordered_independently() -> None:
+    node, machine = learner()
+    decide(node, 0, cmd("b", 1), cmd("a", 2))
+    decide(node, 1, cmd("a", 1), cmd("b", 2))
+    assert machine.commands == [("b", 1), ("a", 1), ("b", 2)]
+
+
+def test_E2_first_command_of_a_client_must_be_seq_1() -> None:
+    node, machine = learner()
+    decide(node, 0, cmd("a", 5))
+    assert machine.entries == []
+
+
+# ------------------------------------------------------------------------------ recovery
+
+
+def test_recover_replays_durable_log_without_client_replies() -> None:
+    disk = DurableState()
+    first, _ = learner()
+    # a:1 is decided twice (a retry): replay must dedupe it silently too
+    for slot, command in enumerate([cmd("a", 1), cmd("b", 1), cmd("a", 1), cmd("a", 2)]):
+        decide(first, slot, command)
+    for record in first.take_ready().persist:
+        disk.apply(record)
+    disk.decided[5] = (cmd("a", 3),)  # and one beyond a hole: not applied yet
+    node, machine = learner(durable=disk)
+    ready = node.take_ready()
+    assert machine.commands == [("a", 1), ("b", 1), ("a", 2)]
+    assert node.replica.slot_out == 4 and node.log.top == 6
+    assert ready.replies == [] and ready.persist == []
+    # the client table was rebuilt: a retry is answered, not applied
+    decide(node, 4, cmd("a", 2))
+    assert machine.commands == [("a", 1), ("b", 1), ("a", 2), ("a", 3)]
+    assert [(c, q) for c, q, _ in oks(node.take_ready())] == [("a", 2), ("a", 3)]
+
+
+# ------------------------------------------------------------------------------ catch-up
+
+
+def test_catchup_requests_missing_decisions() -> None:
+    node, _ = learner()
+    decide(node, 2, cmd("c", 1))  # slots 0 and 1 are missing
+    node.take_ready()
+    wait = node.config.timing.catchup
+    for _ in range(wait - 1):
+        node.tick()
+    assert msgs(node.take_ready().send, CatchupRequest) == []
+    node.tick()
+    [(dst, req)] = msgs(node.take_ready().send, CatchupRequest)
+    assert dst == 0  # the only node that serves catch-up (a proposer; no other learner)
+    assert req == CatchupRequest(LEARNER, 0, 3)
+    # not again before another `catchup` ticks
+    for _ in range(wait - 1):
+        node.tick()
+    assert msgs(node.take_ready().send, CatchupRequest) == []
+    node.tick()
+    assert [r for _, r in msgs(node.take_ready().send, CatchupRequest)] == [req]
+    # the reply fills the gap
+    node.step(CatchupReply(0, ((0, (cmd("a", 1),)), (1, (cmd("b", 1),)))))
+    assert node.replica.slot_out == 3
+    for _ in range(3 * wait):
+        node.tick()
+    assert msgs(node.take_ready().send, CatchupRequest) == []
+
+
+def test_catchup_learns_lag_from_heartbeat_and_is_bounded() -> None:
+    node, _ = learner(max_catchup=4)
+    node.step(Heartbeat(0, Ballot(0, 0), 10))  # 10 slots are decided; we know none
+    assert node.leader == 0
+    for _ in range(node.config.timing.catchup):
+        node.tick()
+    [(dst, req)] = msgs(node.take_ready().send, CatchupRequest)
+    assert (dst, req.from_slot, req.to_slot) == (0, 0, 4)
+
+
+def test_up_to_date_learner_never_asks() -> None:
+    node, _ = learner()
+    decide(node, 0, cmd("a", 1))
+    node.step(Heartbeat(0, Ballot(0, 0), 1))
+    for _ in range(100):
+        node.tick()
+    assert msgs(node.take_ready().send, CatchupRequest) == []
+
+
+@pytest.mark.parametrize(
+    "request_,limit,expected",
+    [
+        ((0, 5), 256, [0, 1, 2, 4]),
+        ((0, 5), 2, [0, 1]),
+        ((3, 5), 256, [4]),
+        ((5, 9), 256, None),  # nothing known: no reply at all
+    ],
+)
+def test_serves_catchup_from_its_log_bounded(request_, limit, expected) -> None:
+    node, _ = make_node(1, config(3, max_catchup=limit))
+    for slot in (0, 1, 2, 4):
+        node.step(Decide(0, slot, (cmd("a", slot + 1),)))
+    node.take_ready()
+    node.step(CatchupRequest(2, *request_))
+    replies = msgs(node.take_ready().send, CatchupReply)
+    if expected is None:
+        assert replies == []
+    else:
+        [(dst, reply)] = replies
+        assert dst == 2 and [s for s, _ in reply.decisions] == expected
+
+
+def test_catchup_end_to_end_after_missed_decisions() -> None:
+    c = Cluster(config(3))
+    c.elect()
+    c.drop = lambda s, d, m: d == 2 and isinstance(m, Decide)
+    for seq in range(1, 6):
+        c.submit(0, cmd("a", seq))
+    assert c.nodes[2].replica.slot_out == 0
+    c.drop = None
+    c.tick(2 * c.config.timing.catchup + c.config.timing.heartbeat)
+    assert c.machines[2].commands == [("a", i) for i in range(1, 6)]
+    assert any(isinstance(m, CatchupRequest) and s == 2 for s, _, m in c.delivered)
+    check_safety(c)
