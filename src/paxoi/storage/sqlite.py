@@ -1,0 +1,630 @@
+"""The durable engine: SQLite (stdlib sqlite3) in one data directory per node.
+
+Why SQLite rather than a hand-written log: its atomic commit and recovery are among the
+most tested code there is, and a node's whole state fits in five small tables. WAL mode
+with `synchronous=FULL` makes each commit one append and one fsync of the WAL, so one
+`write()` (one transaction) costs one sync however many records it carries: that is
+what group commit amortises.
+
+Layout of a data directory:
+
+    LOCK      flock()ed for the lifetime of the storage; holds the owner's pid
+    data.db   the database (plus data.db-wal and data.db-shm while open)
+
+Safety rules enforced on open, because each failure mode would otherwise make a node
+silently forget promises it made (which breaks Paxos): the lock (two processes never
+share a directory), the stored identity (never another node's state), `quick_check` and
+strict decoding (never a damaged database), and no silent re-creation (a directory with
+files in it but no database is refused, not initialised).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from ..core.records import (
+    AcceptedRecord,
+    BallotRecord,
+    DecidedRecord,
+    DurableState,
+    PromisedRecord,
+    Record,
+)
+from ..core.types import BOTTOM, Ballot, Batch, PValue, Slot
+from ..wire.values import DecodeError, decode_batch, encode_batch
+from .base import (
+    CorruptData,
+    DataDirLocked,
+    DataDirUnusable,
+    IdentityMismatch,
+    NodeIdentity,
+    StorageError,
+)
+
+DB_FILE = "data.db"
+LOCK_FILE = "LOCK"
+#: A database is built under this name and renamed into place only when complete, so a
+#: crash during creation never leaves a `data.db` that looks initialised but is not.
+CREATING_FILE = "data.db.creating"
+#: Bumped on any incompatible change of the tables below; older paxoi refuses newer data.
+SCHEMA_VERSION = 1
+#: UPSERT (ON CONFLICT DO UPDATE) arrived in 3.24; row values in 3.15.
+MIN_SQLITE = (3, 24, 0)
+#: `PRAGMA application_id` ("pxoi"): tells a paxoi database from any other SQLite file.
+APPLICATION_ID = 0x70786F69
+
+_TABLES = {
+    "meta": """CREATE TABLE meta (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        schema_version INTEGER NOT NULL,
+        cluster_id TEXT NOT NULL,
+        node_id INTEGER NOT NULL,
+        config BLOB NOT NULL)""",
+    "promised": """CREATE TABLE promised (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        round INTEGER NOT NULL,
+        node INTEGER NOT NULL)""",
+    "accepted": """CREATE TABLE accepted (
+        slot INTEGER PRIMARY KEY,
+        round INTEGER NOT NULL,
+        node INTEGER NOT NULL,
+        value BLOB NOT NULL)""",
+    "decided": """CREATE TABLE decided (
+        slot INTEGER PRIMARY KEY,
+        value BLOB NOT NULL)""",
+    "proposer": """CREATE TABLE proposer (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        round_used INTEGER NOT NULL)""",
+}
+
+# The statements below encode DurableState.apply, one per record kind. Row-value
+# comparisons are lexicographic, exactly like Ballot's ordering.
+_RAISE_PROMISED = (
+    "UPDATE promised SET round = ?1, node = ?2 WHERE id = 0 AND (round, node) < (?1, ?2)"
+)
+_UPSERT_ACCEPTED = """INSERT INTO accepted (slot, round, node, value) VALUES (?, ?, ?, ?)
+    ON CONFLICT (slot) DO UPDATE
+    SET round = excluded.round, node = excluded.node, value = excluded.value
+    WHERE (excluded.round, excluded.node) >= (accepted.round, accepted.node)"""
+_PUT_DECIDED = "INSERT OR REPLACE INTO decided (slot, value) VALUES (?, ?)"
+_RAISE_ROUND = "UPDATE proposer SET round_used = ?1 WHERE id = 0 AND round_used < ?1"
+
+# SQLite primary result codes (the low byte of an extended code).
+_SQLITE_PERM = 3
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_CANTOPEN = 14
+_SQLITE_AUTH = 23
+_SQLITE_NOTADB = 26
+
+#: Files a directory may hold and still count as empty (ready for a new database).
+_IGNORABLE = {LOCK_FILE, "lost+found"} | {
+    CREATING_FILE + s for s in ("", "-wal", "-shm", "-journal")
+}
+
+
+class SqliteStorage:
+    """A node's durable state in `<data_dir>/data.db`; see the module docstring.
+
+    Use `SqliteStorage.open`. Safe to hand from one thread to another (the GroupCommitter
+    writes from its own thread); an internal lock serialises calls.
+    """
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        identity: NodeIdentity,
+        conn: sqlite3.Connection,
+        lock_fd: int,
+        fsync: bool,
+    ) -> None:
+        self.data_dir = data_dir
+        self.db_path = data_dir / DB_FILE
+        self.identity = identity
+        self.fsync = fsync
+        self._conn: sqlite3.Connection | None = conn
+        self._lock_fd = lock_fd
+        self._mutex = threading.Lock()
+
+    # -- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path | str,
+        identity: NodeIdentity,
+        *,
+        fsync: bool = True,
+        create: bool = True,
+    ) -> SqliteStorage:
+        """Open (or, if `create` and the directory is new or empty, create) a data directory.
+
+        `fsync=False` sets `synchronous=OFF`: writes reach the OS but are not synced, so
+        a power loss or kernel crash can lose acknowledged promises. Only for throwaway
+        tests (`--no-fsync`). With `create=False` a missing database is an error, which
+        protects a node from starting afresh on, say, an unmounted volume.
+
+        Raises DataDirUnusable, DataDirLocked, IdentityMismatch or CorruptData, each with
+        a message that names the path and says what to do.
+        """
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StorageError(
+                f"paxoi needs SQLite >= {'.'.join(map(str, MIN_SQLITE))} (for UPSERT), but "
+                f"Python is linked with {sqlite3.sqlite_version}; use a newer Python build"
+            )
+        data_dir = Path(os.path.abspath(data_dir))
+        _prepare_dir(data_dir, create)
+        lock_fd = _acquire_lock(data_dir)
+        try:
+            db = data_dir / DB_FILE
+            if not os.path.lexists(db):
+                if not create:
+                    raise DataDirUnusable(
+                        f"data directory {data_dir} holds no paxoi database ({DB_FILE}); "
+                        "pass the directory this node was created in, or allow creating a "
+                        "new node there"
+                    )
+                _check_empty(data_dir)
+                _create_db(data_dir, identity, fsync)
+            conn = _connect(db, fsync)
+            try:
+                stored = _check_db(conn, db)
+                _check_identity(data_dir, stored, identity)
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return cls(data_dir=data_dir, identity=stored, conn=conn, lock_fd=lock_fd, fsync=fsync)
+
+    # -- the Storage interface ----------------------------------------------------------
+
+    def load(self) -> DurableState:
+        """Rebuild the DurableState; a row that does not decode raises CorruptData."""
+        with self._mutex:
+            conn = self._open_conn()
+            try:
+                conn.execute("BEGIN")  # one snapshot for all four tables
+                try:
+                    promised_rows = conn.execute("SELECT round, node FROM promised").fetchall()
+                    round_rows = conn.execute("SELECT round_used FROM proposer").fetchall()
+                    accepted_rows = conn.execute(
+                        "SELECT slot, round, node, value FROM accepted"
+                    ).fetchall()
+                    decided_rows = conn.execute("SELECT slot, value FROM decided").fetchall()
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                raise _db_error(e, self.db_path, "read") from e
+
+        state = DurableState()
+        if len(promised_rows) != 1 or len(round_rows) != 1:
+            raise self._corrupt("table promised or proposer does not hold exactly one row")
+        state.promised = self._ballot(promised_rows[0], "promised")
+        round_used = round_rows[0][0]
+        if type(round_used) is not int:
+            raise self._corrupt(f"table proposer: round_used is {round_used!r}, not an integer")
+        state.round_used = round_used
+        accepted = state.accepted
+        for slot, rnd, node, value in accepted_rows:
+            ballot = self._ballot((rnd, node), f"accepted, slot {slot}")
+            accepted[slot] = PValue(ballot, slot, self._batch(value, "accepted", slot))
+            if ballot > state.promised:  # as DurableState.apply does; write() keeps this true
+                state.promised = ballot
+        decided = state.decided
+        for slot, value in decided_rows:
+            decided[slot] = self._batch(value, "decided", slot)
+        return state
+
+    def write(self, records: Sequence[Record]) -> None:
+        """One transaction (one fsync) for all of `records`; see `Storage.write`."""
+        if not records:
+            return
+        promised: Ballot | None = None
+        round_used: int | None = None
+        accepted_rows: list[tuple[int, int, int, bytes]] = []
+        decided_rows: list[tuple[int, bytes]] = []
+        for r in records:
+            if isinstance(r, DecidedRecord):
+                decided_rows.append((r.slot, encode_batch(r.value)))
+            elif isinstance(r, AcceptedRecord):
+                pv = r.pvalue
+                b = pv.ballot
+                accepted_rows.append((pv.slot, b.round, b.node, encode_batch(pv.value)))
+                if promised is None or b > promised:
+                    promised = b
+            elif isinstance(r, PromisedRecord):
+                if promised is None or r.ballot > promised:
+                    promised = r.ballot
+            elif isinstance(r, BallotRecord):
+                if round_used is None or r.round > round_used:
+                    round_used = r.round
+            else:
+                raise TypeError(f"not a record: {r!r}")
+
+        with self._mutex:
+            conn = self._open_conn()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if promised is not None:
+                        conn.execute(_RAISE_PROMISED, (promised.round, promised.node))
+                    if accepted_rows:
+                        conn.executemany(_UPSERT_ACCEPTED, accepted_rows)
+                    if decided_rows:
+                        conn.executemany(_PUT_DECIDED, decided_rows)
+                    if round_used is not None:
+                        conn.execute(_RAISE_ROUND, (round_used,))
+                    conn.execute("COMMIT")  # the fsync happens here
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise _db_error(e, self.db_path, "write") from e
+
+    def close(self) -> None:
+        """Close the database (SQLite checkpoints the WAL) and release the lock. Idempotent."""
+        with self._mutex:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            try:
+                conn.close()
+            except sqlite3.Error as e:
+                raise _db_error(e, self.db_path, "close") from e
+            finally:
+                os.close(self._lock_fd)
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def __enter__(self) -> SqliteStorage:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"SqliteStorage({str(self.data_dir)!r}, {self.identity.describe()}, {state})"
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _open_conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StorageError(f"storage in {self.data_dir} is closed")
+        return self._conn
+
+    def _corrupt(self, detail: str) -> CorruptData:
+        return CorruptData(_corrupt_message(self.db_path, detail))
+
+    def _ballot(self, row: tuple[object, object], where: str) -> Ballot:
+        rnd, node = row
+        if type(rnd) is not int or type(node) is not int:
+            raise self._corrupt(f"table {where}: ballot ({rnd!r}, {node!r}) is not two integers")
+        if (rnd, node) == (BOTTOM.round, BOTTOM.node):
+            return BOTTOM
+        return Ballot(rnd, node)
+
+    def _batch(self, value: object, table: str, slot: Slot) -> Batch:
+        if type(value) is not bytes:
+            raise self._corrupt(f"table {table}, slot {slot}: value is not a blob")
+        try:
+            return decode_batch(value)
+        except DecodeError as e:
+            raise self._corrupt(f"table {table}, slot {slot}: {e}") from None
+
+
+# -- opening, step by step -----------------------------------------------------------------
+
+
+def _who() -> str:
+    """The user paxoi runs as, for permission messages."""
+    uid = os.geteuid()
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def _permission_message(path: Path, what: str) -> str:
+    return (
+        f"{what} {path}: permission denied for {_who()}; make it readable and writable by "
+        "the user running paxoi (e.g. chown), or use another --data-dir"
+    )
+
+
+def _prepare_dir(data_dir: Path, create: bool) -> None:
+    """The data directory exists (created if allowed), is a directory, and is ours to use."""
+    try:
+        st = os.stat(data_dir)
+    except FileNotFoundError:
+        if not create:
+            raise DataDirUnusable(
+                f"data directory {data_dir} does not exist; pass the directory this node was "
+                "created in (is its volume mounted?), or allow creating a new node there"
+            ) from None
+        try:
+            os.makedirs(data_dir, exist_ok=True)
+        except PermissionError:
+            raise DataDirUnusable(
+                _permission_message(data_dir.parent, f"cannot create data directory {data_dir} in")
+            ) from None
+        except OSError as e:
+            raise DataDirUnusable(
+                f"cannot create data directory {data_dir}: {e.strerror}; "
+                "pass a path whose parent is a writable directory to --data-dir"
+            ) from None
+        _fsync_dir(data_dir.parent)
+        return
+    except NotADirectoryError:
+        raise DataDirUnusable(
+            f"data directory {data_dir} is not usable: a component of its path is not a "
+            "directory; pass a directory path to --data-dir"
+        ) from None
+    except PermissionError:
+        raise DataDirUnusable(
+            _permission_message(data_dir, "cannot reach data directory")
+        ) from None
+    if not stat.S_ISDIR(st.st_mode):
+        kind = "a regular file" if stat.S_ISREG(st.st_mode) else "not a directory"
+        raise DataDirUnusable(
+            f"data directory {data_dir} is {kind}, not a directory; pass a directory to "
+            "--data-dir (paxoi creates it if it does not exist)"
+        )
+    if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
+        raise DataDirUnusable(_permission_message(data_dir, "cannot use data directory"))
+
+
+def _acquire_lock(data_dir: Path) -> int:
+    """flock the LOCK file; the kernel drops it when the process dies, even by SIGKILL."""
+    path = data_dir / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:
+        raise DataDirUnusable(_permission_message(path, "cannot open lock file")) from None
+    except OSError as e:
+        raise DataDirUnusable(
+            f"cannot open lock file {path}: {e.strerror}; check the data directory"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = "another process"
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(os.pread(fd, 32, 0).decode("ascii").strip())
+            holder = "this process (opened twice)" if pid == os.getpid() else f"pid {pid}"
+        os.close(fd)
+        raise DataDirLocked(
+            f"data directory {data_dir} is in use by {holder}; stop the paxoi server that "
+            "uses it first, or give this one its own --data-dir"
+        ) from None
+    except OSError as e:
+        os.close(fd)
+        raise DataDirUnusable(
+            f"cannot lock {path}: {e.strerror}; put the data directory on a local file "
+            "system that supports flock()"
+        ) from None
+    with contextlib.suppress(OSError):  # the pid is only for the message above
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _check_empty(data_dir: Path) -> None:
+    """Refuse to create a database next to foreign files, or next to a lone WAL."""
+    try:
+        names = sorted(set(os.listdir(data_dir)) - _IGNORABLE)
+    except OSError as e:
+        raise DataDirUnusable(f"cannot list data directory {data_dir}: {e.strerror}") from None
+    if not names:
+        return
+    if any(n.startswith(DB_FILE + "-") for n in names):
+        raise CorruptData(
+            f"data directory {data_dir} holds {', '.join(names)} but no {DB_FILE}: the "
+            "database file is missing. paxoi will not start afresh here, since this node "
+            "would forget what it promised; restore the directory from a backup "
+            "(docs/storage.md), or use a new --data-dir"
+        )
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    raise DataDirUnusable(
+        f"data directory {data_dir} is not empty ({shown}) and holds no paxoi database; "
+        "use an empty or new directory for --data-dir"
+    )
+
+
+def _create_db(data_dir: Path, identity: NodeIdentity, fsync: bool) -> None:
+    """Build a complete database under a temporary name, then rename it into place."""
+    tmp = data_dir / CREATING_FILE
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+    try:
+        conn = sqlite3.connect(_uri(tmp, "rwc"), uri=True, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")  # persistent: stored in the file
+            conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'OFF'}")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            for ddl in _TABLES.values():
+                conn.execute(ddl)
+            conn.execute(
+                "INSERT INTO meta (id, schema_version, cluster_id, node_id, config) "
+                "VALUES (0, ?, ?, ?, ?)",
+                (SCHEMA_VERSION, identity.cluster_id, identity.node_id, identity.config),
+            )
+            conn.execute(
+                "INSERT INTO promised (id, round, node) VALUES (0, ?, ?)",
+                (BOTTOM.round, BOTTOM.node),
+            )
+            conn.execute("INSERT INTO proposer (id, round_used) VALUES (0, -1)")
+            conn.execute("COMMIT")
+        finally:
+            conn.close()  # checkpoints the WAL into the file and removes it
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.rename(tmp, data_dir / DB_FILE)
+        if fsync:
+            _fsync_dir(data_dir)
+    except sqlite3.Error as e:
+        raise _db_error(e, tmp, "create") from e
+    except OSError as e:
+        raise DataDirUnusable(
+            f"cannot create the database in {data_dir}: {e.strerror}; check the directory's "
+            "permissions and free space"
+        ) from None
+
+
+def _connect(db: Path, fsync: bool) -> sqlite3.Connection:
+    try:
+        if not os.access(db, os.R_OK | os.W_OK):
+            raise DataDirUnusable(_permission_message(db, "cannot open database"))
+        conn = sqlite3.connect(
+            _uri(db, "rw"), uri=True, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as e:
+        raise _db_error(e, db, "open") from e
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'OFF'}")
+    except sqlite3.Error as e:
+        conn.close()
+        raise _db_error(e, db, "open") from e
+    return conn
+
+
+def _check_db(conn: sqlite3.Connection, db: Path) -> NodeIdentity:
+    """quick_check, the paxoi markers and the schema; returns the stored identity."""
+    try:
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise CorruptData(_corrupt_message(db, "; ".join(map(str, problems))))
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:  # what a file truncated to nothing looks like to SQLite
+            raise CorruptData(_corrupt_message(db, "the database is empty"))
+        if app_id != APPLICATION_ID:
+            raise DataDirUnusable(
+                f"{db} is an SQLite database but not a paxoi one (application_id "
+                f"{app_id:#x}); move it out of the data directory, or use another --data-dir"
+            )
+        if "meta" not in tables:
+            raise CorruptData(_corrupt_message(db, "table meta is missing"))
+        meta = conn.execute(
+            "SELECT schema_version, cluster_id, node_id, config FROM meta"
+        ).fetchall()
+    except sqlite3.Error as e:
+        raise _db_error(e, db, "check") from e
+    if len(meta) != 1:
+        raise CorruptData(_corrupt_message(db, f"table meta holds {len(meta)} rows, not 1"))
+    version, cluster_id, node_id, config = meta[0]
+    if type(version) is not int:
+        raise CorruptData(_corrupt_message(db, f"schema version {version!r} is not an integer"))
+    if version != SCHEMA_VERSION:
+        raise DataDirUnusable(
+            f"{db} has schema version {version}, but this paxoi reads version "
+            f"{SCHEMA_VERSION}; run the paxoi release that created it"
+        )
+    missing = sorted(set(_TABLES) - tables)
+    if missing:
+        raise CorruptData(_corrupt_message(db, f"table(s) {', '.join(missing)} missing"))
+    if type(cluster_id) is not str or type(node_id) is not int or type(config) is not bytes:
+        raise CorruptData(_corrupt_message(db, "table meta holds values of the wrong type"))
+    try:
+        return NodeIdentity(cluster_id, node_id, config)
+    except ValueError as e:
+        raise CorruptData(_corrupt_message(db, f"stored identity is invalid: {e}")) from None
+
+
+def _check_identity(data_dir: Path, stored: NodeIdentity, wanted: NodeIdentity) -> None:
+    if (stored.cluster_id, stored.node_id) != (wanted.cluster_id, wanted.node_id):
+        raise IdentityMismatch(
+            f"data directory {data_dir} belongs to {stored.describe()}, not "
+            f"{wanted.describe()}; use the right --data-dir or a new one"
+        )
+    if stored.config != wanted.config:
+        raise IdentityMismatch(
+            f"data directory {data_dir} ({stored.describe()}) was created with another "
+            "cluster configuration than the one given; start the node with the configuration "
+            "it was created with (membership changes are not supported), or use a new "
+            "--data-dir for a new cluster"
+        )
+
+
+# -- small utilities -----------------------------------------------------------------------
+
+
+def _uri(path: Path, mode: str) -> str:
+    """A file: URI, so `mode=rw` can forbid SQLite from creating a missing database."""
+    return f"{path.as_uri()}?mode={mode}"
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a directory entry (a created or renamed file) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _corrupt_message(db: Path, detail: str) -> str:
+    return (
+        f"the database {db} is damaged ({detail}). paxoi will not start on it, since this "
+        "node could forget what it promised; restore the data directory from a backup of "
+        f"this node's latest state (docs/storage.md), or inspect it with "
+        f"`sqlite3 {db} 'PRAGMA integrity_check'`"
+    )
+
+
+def _db_error(e: sqlite3.Error, db: Path, doing: str) -> StorageError:
+    """Map a sqlite3 error to the StorageError a user can act on."""
+    code = getattr(e, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(e)
+    if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or (
+        primary is None and ("malformed" in text or "not a database" in text)
+    ):
+        return CorruptData(_corrupt_message(db, text))
+    if primary in (_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN, _SQLITE_AUTH):
+        return DataDirUnusable(
+            f"cannot {doing} database {db} ({text}) as {_who()}; make the data directory and "
+            "its files readable and writable by the user running paxoi, or use another "
+            "--data-dir"
+        )
+    if primary == _SQLITE_FULL:
+        return StorageError(
+            f"cannot {doing} {db}: the disk is full; free space on the device that holds "
+            "the data directory, then restart the node"
+        )
+    if primary == _SQLITE_IOERR:
+        return StorageError(
+            f"cannot {doing} {db}: I/O error ({text}); the disk may be failing (see the "
+            "kernel log); restart the node only once the device is healthy"
+        )
+    return StorageError(f"cannot {doing} {db}: {text}")

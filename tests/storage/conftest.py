@@ -1,0 +1,30 @@
+"""Fixtures shared by the storage tests: an identity and one record of every kind."""
+
+from __future__ import annotations
+
+import pytest
+
+from paxoi.core.records import AcceptedRecord, BallotRecord, DecidedRecord, PromisedRecord, Record
+from paxoi.core.types import Ballot, Command, PValue
+from paxoi.storage import NodeIdentity
+
+
+@pytest.fixture
+def identity() -> NodeIdentity:
+    return NodeIdentity("test-cluster", 1, b"config-v1")
+
+
+def _cmd(client: str, seq: int, payload: bytes = b"x") -> Command:
+    return Command(client, seq, payload)
+
+
+@pytest.fixture
+def every_kind() -> list[Record]:
+    """One record of each kind, plus a no-op decision (the empty batch)."""
+    return [
+        PromisedRecord(Ballot(3, 2)),
+        AcceptedRecord(PValue(Ballot(4, 0), 7, (_cmd("a", 1, b"hello"), _cmd("b", 9, b"")))),
+        DecidedRecord(5, (_cmd("a", 1, b"\x00\xff" * 8),)),
+        DecidedRecord(6, ()),
+        BallotRecord(11),
+    ]

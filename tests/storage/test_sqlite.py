@@ -1,0 +1,464 @@
+"""SqliteStorage: round trips, DurableState.apply semantics, and every bad data directory."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import select
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paxoi.core.records import (
+    AcceptedRecord,
+    BallotRecord,
+    DecidedRecord,
+    DurableState,
+    PromisedRecord,
+    Record,
+)
+from paxoi.core.types import BOTTOM, Ballot, Command, PValue
+from paxoi.storage import (
+    DB_FILE,
+    LOCK_FILE,
+    CorruptData,
+    DataDirLocked,
+    DataDirUnusable,
+    IdentityMismatch,
+    NodeIdentity,
+    SqliteStorage,
+    StorageError,
+)
+
+DEADLINE = 15.0  # seconds any subprocess step may take before the test fails
+
+
+def folded(*batches: list[Record]) -> DurableState:
+    """What DurableState.apply makes of the records: the reference every engine must match."""
+    state = DurableState()
+    for batch in batches:
+        for r in batch:
+            state.apply(r)
+    return state
+
+
+def fill(data_dir: Path, identity: NodeIdentity, slots: int = 2000) -> None:
+    """A database of several pages, so truncating it really cuts into its B-trees."""
+    with SqliteStorage.open(data_dir, identity, fsync=False) as s:
+        s.write([DecidedRecord(i, (Command("c", i, os.urandom(40)),)) for i in range(slots)])
+
+
+# -- round trips ---------------------------------------------------------------------------
+
+
+def test_fresh_directory_loads_empty_state(tmp_path: Path, identity: NodeIdentity) -> None:
+    with SqliteStorage.open(tmp_path / "node", identity) as s:
+        assert s.load() == DurableState()
+        assert s.load().promised == BOTTOM
+        assert s.identity == identity
+    assert sorted(os.listdir(tmp_path / "node")) == [LOCK_FILE, DB_FILE]
+
+
+def test_every_record_kind_survives_reopen(
+    tmp_path: Path, identity: NodeIdentity, every_kind: list[Record]
+) -> None:
+    with SqliteStorage.open(tmp_path, identity) as s:
+        s.write(every_kind)
+        assert s.load() == folded(every_kind)
+    with SqliteStorage.open(tmp_path, identity, create=False) as s:
+        state = s.load()
+    assert state == folded(every_kind)
+    assert state.promised == Ballot(4, 0)  # raised by the accept, above the promise
+    assert state.decided[6] == ()
+    assert state.round_used == 11
+
+
+def test_accepted_replacement_follows_durable_state(tmp_path: Path, identity: NodeIdentity) -> None:
+    a, b, c = (Command("x", 1, b"a"),), (Command("x", 2, b"b"),), (Command("x", 3, b"c"),)
+    steps: list[list[Record]] = [
+        [AcceptedRecord(PValue(Ballot(5, 1), 0, a))],
+        [AcceptedRecord(PValue(Ballot(4, 9), 0, b))],  # lower ballot: ignored
+        [AcceptedRecord(PValue(Ballot(5, 1), 0, c))],  # equal ballot: replaces, as apply does
+        [AcceptedRecord(PValue(Ballot(5, 0), 1, a)), AcceptedRecord(PValue(Ballot(6, 0), 1, b))],
+        [PromisedRecord(Ballot(2, 0)), BallotRecord(3), BallotRecord(1)],  # neither goes back
+    ]
+    with SqliteStorage.open(tmp_path, identity) as s:
+        for step in steps:
+            s.write(step)
+    with SqliteStorage.open(tmp_path, identity) as s:
+        state = s.load()
+    assert state == folded(*steps)
+    assert state.accepted[0].value == c
+    assert state.accepted[1].ballot == Ballot(6, 0)
+    assert state.promised == Ballot(6, 0)
+    assert state.round_used == 3
+
+
+def test_empty_write_is_a_no_op(tmp_path: Path, identity: NodeIdentity) -> None:
+    with SqliteStorage.open(tmp_path, identity) as s:
+        s.write([])
+        assert s.load() == DurableState()
+
+
+def _ballots() -> st.SearchStrategy[Ballot]:
+    return st.builds(Ballot, st.integers(0, 4), st.integers(0, 2))
+
+
+def _batches() -> st.SearchStrategy[tuple[Command, ...]]:
+    command = st.builds(Command, st.sampled_from("ab"), st.integers(1, 3), st.binary(max_size=4))
+    return st.lists(command, max_size=2).map(tuple)
+
+
+_records: st.SearchStrategy[Record] = st.one_of(
+    st.builds(PromisedRecord, _ballots()),
+    st.builds(AcceptedRecord, st.builds(PValue, _ballots(), st.integers(0, 3), _batches())),
+    st.builds(DecidedRecord, st.integers(0, 3), _batches()),
+    st.builds(BallotRecord, st.integers(-1, 5)),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(_records, max_size=6), max_size=5))
+def test_any_record_sequence_folds_like_durable_state(batches: list[list[Record]]) -> None:
+    """However records are split into writes, the database folds them as apply does."""
+    with tempfile.TemporaryDirectory() as d:
+        identity = NodeIdentity("c", 0)
+        with SqliteStorage.open(d, identity, fsync=False) as s:
+            for batch in batches:
+                s.write(batch)
+        with SqliteStorage.open(d, identity, fsync=False) as s:
+            assert s.load() == folded(*batches)
+
+
+def test_no_fsync_mode_works(
+    tmp_path: Path, identity: NodeIdentity, every_kind: list[Record]
+) -> None:
+    with SqliteStorage.open(tmp_path, identity, fsync=False) as s:
+        assert s.fsync is False
+        assert s._conn is not None
+        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 0  # OFF
+        s.write(every_kind)
+    with SqliteStorage.open(tmp_path, identity) as s:
+        assert s._conn is not None
+        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert s._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert s.load() == folded(every_kind)
+
+
+def test_closed_storage_refuses_work(tmp_path: Path, identity: NodeIdentity) -> None:
+    s = SqliteStorage.open(tmp_path, identity)
+    s.close()
+    s.close()  # idempotent
+    with pytest.raises(StorageError, match="closed"):
+        s.write([BallotRecord(1)])
+    with pytest.raises(StorageError, match="closed"):
+        s.load()
+
+
+def test_leftover_of_an_interrupted_creation_is_ignored(
+    tmp_path: Path, identity: NodeIdentity
+) -> None:
+    (tmp_path / "data.db.creating").write_bytes(b"half a database")
+    with SqliteStorage.open(tmp_path, identity) as s:
+        assert s.load() == DurableState()
+    assert not (tmp_path / "data.db.creating").exists()
+
+
+# -- identity ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("other", "expected"),
+    [
+        (NodeIdentity("other-cluster", 1, b"config-v1"), "cluster 'other-cluster' node 1"),
+        (NodeIdentity("test-cluster", 2, b"config-v1"), "cluster 'test-cluster' node 2"),
+        (NodeIdentity("test-cluster", 1, b"config-v2"), "another cluster configuration"),
+    ],
+)
+def test_identity_mismatch(
+    tmp_path: Path, identity: NodeIdentity, other: NodeIdentity, expected: str
+) -> None:
+    with SqliteStorage.open(tmp_path, identity) as s:
+        s.write([PromisedRecord(Ballot(1, 1))])
+    with pytest.raises(IdentityMismatch) as info:
+        SqliteStorage.open(tmp_path, other)
+    message = str(info.value)
+    assert str(tmp_path) in message and expected in message and "--data-dir" in message
+    # Nothing was reset: the right identity still finds its promise.
+    with SqliteStorage.open(tmp_path, identity) as s:
+        assert s.load().promised == Ballot(1, 1)
+
+
+# -- the lock ------------------------------------------------------------------------------
+
+_HOLDER = """
+import sys
+from paxoi.storage import NodeIdentity, SqliteStorage
+s = SqliteStorage.open(sys.argv[1], NodeIdentity("test-cluster", 1, b"config-v1"))
+print("ready", flush=True)
+sys.stdin.read()
+s.close()
+"""
+
+
+@pytest.fixture
+def holder(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Another process that has opened tmp_path and keeps it open until its stdin closes."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], DEADLINE)
+        assert ready, f"the holder process did not open the storage within {DEADLINE} s"
+        assert proc.stdout.readline() == b"ready\n"
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(DEADLINE)
+
+
+def test_lock_held_by_another_process(
+    tmp_path: Path, identity: NodeIdentity, holder: subprocess.Popen[bytes]
+) -> None:
+    with pytest.raises(DataDirLocked) as info:
+        SqliteStorage.open(tmp_path, identity)
+    message = str(info.value)
+    assert str(tmp_path) in message and f"pid {holder.pid}" in message
+    assert holder.stdin is not None
+    holder.stdin.close()  # a clean close releases the lock
+    assert holder.wait(DEADLINE) == 0
+    with SqliteStorage.open(tmp_path, identity) as s:
+        assert s.load() == DurableState()
+
+
+def test_lock_is_released_when_the_holder_is_killed(
+    tmp_path: Path, identity: NodeIdentity, holder: subprocess.Popen[bytes]
+) -> None:
+    holder.kill()  # SIGKILL: no cleanup runs, the kernel drops the flock
+    holder.wait(DEADLINE)
+    with SqliteStorage.open(tmp_path, identity) as s:
+        assert s.load() == DurableState()
+
+
+def test_lock_also_excludes_a_second_open_in_one_process(
+    tmp_path: Path, identity: NodeIdentity
+) -> None:
+    with SqliteStorage.open(tmp_path, identity), pytest.raises(DataDirLocked):
+        SqliteStorage.open(tmp_path, identity)
+
+
+# -- damaged databases ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.1, 50 / 8192, 0.0])
+def test_truncated_database(tmp_path: Path, identity: NodeIdentity, keep: float) -> None:
+    fill(tmp_path, identity)
+    db = tmp_path / DB_FILE
+    size = db.stat().st_size
+    assert size > 8192
+    os.truncate(db, int(size * keep))
+    with pytest.raises(CorruptData) as info, SqliteStorage.open(tmp_path, identity) as s:
+        s.load()  # some truncations only show when the rows are read
+    assert str(db) in str(info.value) and "backup" in str(info.value)
+
+
+def test_garbage_database(tmp_path: Path, identity: NodeIdentity) -> None:
+    fill(tmp_path, identity, slots=10)
+    (tmp_path / DB_FILE).write_bytes(random.Random(1).randbytes(20_000))
+    with pytest.raises(CorruptData, match=re.escape(str(tmp_path / DB_FILE))):
+        SqliteStorage.open(tmp_path, identity)
+
+
+def test_overwritten_pages(tmp_path: Path, identity: NodeIdentity) -> None:
+    fill(tmp_path, identity)
+    db = tmp_path / DB_FILE
+    with open(db, "r+b") as f:  # keep the header, scribble over the B-tree pages
+        f.seek(4096)
+        f.write(random.Random(2).randbytes(16_384))
+    with pytest.raises(CorruptData), SqliteStorage.open(tmp_path, identity) as s:
+        s.load()
+
+
+@pytest.mark.parametrize(
+    ("sql", "where"),
+    [
+        ("UPDATE decided SET value = x'c1' WHERE slot = 3", "table decided, slot 3"),
+        ("UPDATE decided SET value = x'92a17801' WHERE slot = 4", "table decided, slot 4"),
+        ("UPDATE decided SET value = 'text' WHERE slot = 5", "table decided, slot 5"),
+        ("INSERT INTO accepted VALUES (9, 1, 0, x'91c0')", "table accepted, slot 9"),
+        ("INSERT INTO accepted VALUES (9, 'one', 0, x'90')", "table accepted, slot 9"),
+        ("UPDATE promised SET round = 1.5", "table promised"),
+    ],
+)
+def test_row_that_does_not_decode(
+    tmp_path: Path, identity: NodeIdentity, sql: str, where: str
+) -> None:
+    fill(tmp_path, identity, slots=10)
+    conn = sqlite3.connect(tmp_path / DB_FILE)
+    with conn:
+        conn.execute(sql)
+    conn.close()
+    with SqliteStorage.open(tmp_path, identity) as s, pytest.raises(CorruptData) as info:
+        s.load()
+    assert where in str(info.value) and str(tmp_path / DB_FILE) in str(info.value)
+
+
+def test_database_file_missing_but_wal_present(tmp_path: Path, identity: NodeIdentity) -> None:
+    (tmp_path / "data.db-wal").write_bytes(b"frames of a lost database")
+    with pytest.raises(CorruptData, match=r"no data\.db"):
+        SqliteStorage.open(tmp_path, identity)
+
+
+def test_other_sqlite_database_is_refused(tmp_path: Path, identity: NodeIdentity) -> None:
+    conn = sqlite3.connect(tmp_path / DB_FILE)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(DataDirUnusable, match="not a paxoi one"):
+        SqliteStorage.open(tmp_path, identity)
+
+
+def test_newer_schema_is_refused(tmp_path: Path, identity: NodeIdentity) -> None:
+    fill(tmp_path, identity, slots=1)
+    conn = sqlite3.connect(tmp_path / DB_FILE)
+    with conn:
+        conn.execute("UPDATE meta SET schema_version = 99")
+    conn.close()
+    with pytest.raises(DataDirUnusable, match="schema version 99"):
+        SqliteStorage.open(tmp_path, identity)
+
+
+# -- unusable directories ------------------------------------------------------------------
+
+
+def test_path_is_a_regular_file(tmp_path: Path, identity: NodeIdentity) -> None:
+    path = tmp_path / "file"
+    path.write_text("not a directory")
+    with pytest.raises(DataDirUnusable, match=re.escape(f"{path} is a regular file")):
+        SqliteStorage.open(path, identity)
+    with pytest.raises(DataDirUnusable, match="not a directory"):
+        SqliteStorage.open(path / "below", identity)
+
+
+def test_foreign_files_are_never_initialised(tmp_path: Path, identity: NodeIdentity) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(DataDirUnusable, match=r"not empty \(notes.txt\)"):
+        SqliteStorage.open(tmp_path, identity)
+
+
+def test_create_false_needs_an_existing_node(tmp_path: Path, identity: NodeIdentity) -> None:
+    with pytest.raises(DataDirUnusable, match="does not exist"):
+        SqliteStorage.open(tmp_path / "missing", identity, create=False)
+    with pytest.raises(DataDirUnusable, match="holds no paxoi database"):
+        SqliteStorage.open(tmp_path, identity, create=False)
+    assert not (tmp_path / DB_FILE).exists()
+
+
+def _try_open(path: Path) -> tuple[int, str]:
+    try:
+        SqliteStorage.open(path, NodeIdentity("test-cluster", 1, b"config-v1")).close()
+    except StorageError as e:
+        return 3, f"{type(e).__name__}: {e}"
+    return 0, "opened"
+
+
+def _open_as_unprivileged(path: Path) -> tuple[int, str]:
+    """Open `path` as uid/gid 65534 would; returns (3 if StorageError else 0, message).
+
+    As root, a forked child drops its privileges and opens the directory. Forking rather
+    than running `python -c` with a preexec_fn, because the interpreter may live where
+    uid 65534 cannot execute it (here: under /root); the forked child needs no exec.
+    """
+    if os.geteuid() != 0:  # already unprivileged: the directory's mode is enough
+        return _try_open(path)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            os.close(read_end)
+            try:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            except OSError as e:
+                os.write(write_end, f"SETUID-FAILED: {e}".encode())
+                code = 2
+            else:
+                code, out = _try_open(path)
+                os.write(write_end, out.encode())
+        except BaseException as e:
+            os.write(write_end, f"child failed: {e!r}".encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], DEADLINE)
+        assert ready, f"the unprivileged child did not answer within {DEADLINE} s"
+        chunks = []
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
+    out = b"".join(chunks).decode()
+    code = os.waitstatus_to_exitcode(status)
+    if code == 2:
+        pytest.skip(f"cannot drop privileges to uid 65534 to test permissions: {out}")
+    return code, out
+
+
+@pytest.fixture
+def shared_dir(identity: NodeIdentity) -> Iterator[Path]:
+    """A directory other users can reach but not write (pytest's tmp_path is 0700)."""
+    base = Path(tempfile.mkdtemp(prefix="paxoi-perm-"))
+    try:
+        base.chmod(0o755)
+        yield base
+    finally:
+        for p in (base, *base.rglob("*")):
+            if p.is_dir():
+                p.chmod(0o755)
+        shutil.rmtree(base)
+
+
+def test_permission_denied_on_existing_node(shared_dir: Path, identity: NodeIdentity) -> None:
+    node = shared_dir / "node"
+    with SqliteStorage.open(node, identity) as s:
+        s.write([PromisedRecord(Ballot(1, 1))])
+    node.chmod(0o555)  # unwritable by anyone but root
+    code, out = _open_as_unprivileged(node)
+    assert code == 3, out
+    assert out.startswith("DataDirUnusable: ") and str(node) in out and "permission denied" in out
+    assert "Traceback" not in out
+
+
+def test_permission_denied_creating_a_node(shared_dir: Path) -> None:
+    shared_dir.chmod(0o555)
+    code, out = _open_as_unprivileged(shared_dir / "node")
+    assert code == 3, out
+    assert out.startswith("DataDirUnusable: cannot create data directory")
+    assert "permission denied" in out and "Traceback" not in out
+
+
+def test_open_is_quick(tmp_path: Path, identity: NodeIdentity) -> None:
+    """A guard against an accidental O(n^2) on open; the real figure is in bench/."""
+    fill(tmp_path, identity, slots=5000)
+    start = time.perf_counter()
+    with SqliteStorage.open(tmp_path, identity) as s:
+        assert len(s.load().decided) == 5000
+    assert time.perf_counter() - start < 2.0
