@@ -45,6 +45,11 @@ class ChatEntry:
     message: str
 
 
+def canonical_line(e: ChatEntry) -> str:
+    """One entry of `ChatLog.canonical()`; a replica's log file is these lines, appended."""
+    return f"{e.slot}\t{escape(e.sender)}\t{e.seq}\t{escape(e.message)}\n"
+
+
 class ChatLog:
     """The chat room's state machine: an append-only list of messages.
 
@@ -103,14 +108,16 @@ class ChatLog:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def since(self, index: int) -> list[ChatEntry]:
+        """Entries from position `index` on (not slot: a slot may hold several entries)."""
+        return self._entries[index:]
+
     def canonical(self) -> bytes:
         """The log as UTF-8 text, one line per entry: slot, sender, seq, message, tab-separated.
 
         Sender and message are escaped (see `escape`), so every entry is exactly one line.
         """
-        return "".join(
-            f"{e.slot}\t{escape(e.sender)}\t{e.seq}\t{escape(e.message)}\n" for e in self._entries
-        ).encode("utf-8")
+        return "".join(canonical_line(e) for e in self._entries).encode("utf-8")
 
     def digest(self) -> str:
         """SHA-256 (hex) of `canonical()`: equal logs, equal digests."""

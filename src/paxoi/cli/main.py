@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from paxoi import __version__
-from paxoi.cli import demo, sim
+from paxoi.cli import chat, cluster, demo, log, send, server, sim, status
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (demo, sim)
+COMMAND_MODULES: tuple[ModuleType, ...] = (demo, server, cluster, chat, send, log, status, sim)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import TypeAlias
+from typing import TypeAlias, TypeGuard
 
 from .types import Ballot, Batch, ClientId, Command, NodeId, PValue, Seq, Slot
 
@@ -115,6 +115,24 @@ PeerMessage: TypeAlias = (
     | CatchupReply
 )
 
+PEER_MESSAGE_TYPES: tuple[type, ...] = (
+    Prepare,
+    Promise,
+    Accept,
+    Accepted,
+    Preempted,
+    Decide,
+    Heartbeat,
+    CatchupRequest,
+    CatchupReply,
+)
+
+
+def is_peer_message(msg: object) -> TypeGuard[PeerMessage]:
+    """True for the messages servers exchange (what a peer connection may carry)."""
+    return isinstance(msg, PEER_MESSAGE_TYPES)
+
+
 #: Messages that count as "server-side Paxos messages" for a leader time bomb.
 PROTOCOL_MESSAGES: tuple[type, ...] = (Prepare, Promise, Accept, Accepted, Preempted, Decide)
 
@@ -151,6 +169,7 @@ class Applied:
 
 
 __all__ = [
+    "PEER_MESSAGE_TYPES",
     "PROTOCOL_MESSAGES",
     "Accept",
     "Accepted",
@@ -165,4 +184,5 @@ __all__ = [
     "Prepare",
     "Promise",
     "ReplyStatus",
+    "is_peer_message",
 ]

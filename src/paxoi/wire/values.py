@@ -1,18 +1,19 @@
 """msgpack forms of the protocol's values, shared by the wire codec and the storage.
 
 A Ballot is [round, node]; a Command is [client, seq, payload]; a Batch is a list of
-commands. Decoding is strict: anything that is not exactly that shape raises
+commands; a PValue is [ballot, slot, batch]. Decoding is strict: anything that is not exactly that shape raises
 DecodeError, never anything else, because these bytes come from peers and from disk.
 """
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 import msgpack
 
 from ..core.errors import PaxoiError
-from ..core.types import Ballot, Batch, Command
+from ..core.types import Ballot, Batch, Command, PValue
 
 #: Hard limits on what one decode may allocate (a hostile length prefix cannot OOM us).
 MAX_BIN = 16 * 1024 * 1024
@@ -22,6 +23,25 @@ MAX_STR = 1024 * 1024
 
 class DecodeError(PaxoiError, ValueError):
     """Bytes that are not a valid paxoi value or message (from a peer, or a damaged file)."""
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib, plus bytes: error messages must not copy a 16 MiB payload to show 40 bytes."""
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        s = repr(x[: self.maxstring])
+        return s + "..." if len(x) > self.maxstring else s
+
+
+_short_repr = _ShortRepr()
+_short_repr.maxstring = 40
+_short_repr.maxother = 40
+_short_repr.maxlevel = 3
+
+
+def short(x: Any) -> str:
+    """A bounded repr of untrusted decoded data, for DecodeError messages (cost ~ O(1))."""
+    return _short_repr.repr(x)
 
 
 def unpack(data: bytes) -> Any:
@@ -52,7 +72,7 @@ def ballot_to_wire(b: Ballot) -> list[int]:
 
 def ballot_from_wire(obj: Any) -> Ballot:
     if type(obj) is not list or len(obj) != 2 or type(obj[0]) is not int or type(obj[1]) is not int:
-        raise DecodeError(f"bad ballot: {obj!r:.80}")
+        raise DecodeError(f"bad ballot: {short(obj)}")
     return Ballot(obj[0], obj[1])
 
 
@@ -62,7 +82,7 @@ def batch_to_wire(batch: Batch) -> list[list[Any]]:
 
 def batch_from_wire(obj: Any) -> Batch:
     if type(obj) is not list:
-        raise DecodeError(f"bad batch: {obj!r:.80}")
+        raise DecodeError(f"bad batch: {short(obj)}")
     out = []
     for c in obj:
         if (
@@ -72,9 +92,40 @@ def batch_from_wire(obj: Any) -> Batch:
             or type(c[1]) is not int
             or type(c[2]) is not bytes
         ):
-            raise DecodeError(f"bad command: {c!r:.80}")
+            raise DecodeError(f"bad command: {short(c)}")
         out.append(Command(c[0], c[1], c[2]))
     return tuple(out)
+
+
+def command_to_wire(c: Command) -> list[Any]:
+    return [c.client, c.seq, c.payload]
+
+
+def command_from_wire(c: Any) -> Command:
+    """One command outside a batch (a client's submit, a log entry); same form as in a batch."""
+    if (
+        type(c) is not list
+        or len(c) != 3
+        or type(c[0]) is not str
+        or type(c[1]) is not int
+        or type(c[2]) is not bytes
+    ):
+        raise DecodeError(f"bad command: {short(c)}")
+    return Command(c[0], c[1], c[2])
+
+
+def pvalue_to_wire(p: PValue) -> list[Any]:
+    return [[p.ballot.round, p.ballot.node], p.slot, batch_to_wire(p.value)]
+
+
+def pvalue_from_wire(obj: Any) -> PValue:
+    """A pvalue; its slot must be a non-negative int (slots are log positions)."""
+    if type(obj) is not list or len(obj) != 3:
+        raise DecodeError(f"bad pvalue: {short(obj)}")
+    slot = obj[1]
+    if type(slot) is not int or slot < 0:
+        raise DecodeError(f"bad pvalue slot: {short(slot)}")
+    return PValue(ballot_from_wire(obj[0]), slot, batch_from_wire(obj[2]))
 
 
 def encode_batch(batch: Batch) -> bytes:

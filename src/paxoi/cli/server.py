@@ -1,0 +1,86 @@
+"""`paxoi server`: run one server process (manual mode)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import Any
+
+from paxoi.cli.common import add_config_arg, config_from, fail, setup_logging
+from paxoi.core.errors import PaxoiError
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "server",
+        help="run one server of a cluster",
+        description=(
+            "Run the server with the given id from the cluster configuration: it listens on "
+            "its port, keeps its state in <storage.dir>/node-<id>, and serves until SIGTERM "
+            "or Ctrl-C, then shuts down cleanly."
+        ),
+    )
+    parser.add_argument("--id", type=int, required=True, metavar="N", help="this server's id")
+    add_config_arg(parser)
+    parser.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="UNSAFE: do not fsync; a machine crash can lose acknowledged commands",
+    )
+    parser.add_argument(
+        "--memory", action="store_true", help="keep state in memory only (lost on exit)"
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from(args, "server")
+    if args.no_fsync or args.memory:
+        storage = config.storage.model_copy(
+            update={"fsync": config.storage.fsync and not args.no_fsync, "memory": args.memory}
+        )
+        config = config.model_copy(update={"storage": storage})
+    setup_logging(args.log_level, f"node-{args.id} ")
+    from paxoi.server.local import parent_watchdog
+    from paxoi.server.runtime import Server
+
+    try:
+        server = Server(config, args.id)
+    except (PaxoiError, ValueError) as e:
+        fail("server", str(e))
+
+    async def main() -> None:
+        try:
+            await server.start()
+        except OSError as e:
+            server.storage.close()
+            fail("server", f"cannot listen on {server.me.bind_host}:{server.me.port}: {e.strerror}")
+        if args.exit_with_parent:
+            check = parent_watchdog(os.getppid(), server.stop)
+
+            async def watch() -> None:
+                while True:
+                    await asyncio.sleep(0.5)
+                    check()
+
+            watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            await server.run_started()
+        finally:
+            if args.exit_with_parent:
+                watcher.cancel()
+
+    _run_loop(main())
+    return 0
+
+
+def _run_loop(coro: Any) -> None:
+    try:
+        import uvloop  # optional: `pip install paxoi[fast]`
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)

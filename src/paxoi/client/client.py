@@ -1,0 +1,381 @@
+"""The client library: submit commands to a paxoi cluster and get their results.
+
+The client is half of exactly-once. Every command gets a sequence number once, and
+every resend (after a timeout, a redirect, a reconnect) carries the same
+(client id, seq), so the replicas' client table applies it at most once. The client
+talks to one server at a time: it follows NOT_LEADER redirects, and moves to another
+server when the current one goes silent. `max_outstanding` bounds the pipeline:
+1 is the "send the next when the previous is answered" mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..core.errors import PaxoiError
+from ..core.messages import ClientReply, ReplyStatus
+from ..core.types import ClientId, Command, NodeId, Slot
+from ..transport.tcp import FrameReader, close_quietly
+from ..wire.codec import PROTOCOL_VERSION, Message, encode
+from ..wire.framing import frame
+from ..wire.messages import (
+    KIND_CLIENT,
+    ErrorReply,
+    Hello,
+    HelloAck,
+    LogEntries,
+    StatusReply,
+    StatusRequest,
+    Submit,
+    Subscribe,
+)
+from ..wire.values import DecodeError
+
+log = logging.getLogger("paxoi.client")
+
+#: How long to wait before asking again when no server knows a leader yet.
+NO_LEADER_PAUSE = 0.05
+T = TypeVar("T")
+
+Servers = Mapping[NodeId, tuple[str, int]]
+
+
+class ClientError(PaxoiError):
+    """Base of the client's errors."""
+
+
+class SubmitTimeout(ClientError, TimeoutError):
+    """No answer in time. The command may or may not have been applied (outcome unknown);
+    resubmitting it as a new command could apply it twice."""
+
+
+class ClientClosed(ClientError):
+    """The client was closed while the call was waiting."""
+
+
+class ServerRefused(ClientError):
+    """A server refused this client (wrong cluster, bad request, ...)."""
+
+
+@dataclass
+class _Outstanding:
+    command: Command
+    future: asyncio.Future[bytes]
+    sent_at: float = 0.0
+
+
+class AsyncClient:
+    def __init__(
+        self,
+        servers: Servers,
+        *,
+        cluster: str = "paxoi",
+        client_id: ClientId | None = None,
+        name: str = "client",
+        timeout: float = 10.0,
+        retry_interval: float = 0.5,
+        max_outstanding: int = 1,
+    ) -> None:
+        if not servers:
+            raise ValueError("servers: at least one server address is needed")
+        if max_outstanding < 1:
+            raise ValueError("max_outstanding must be at least 1")
+        self.servers = dict(servers)
+        self.cluster = cluster
+        self.id: ClientId = client_id or f"{name}-{uuid.uuid4().hex[:12]}"
+        self.timeout = timeout
+        self.retry_interval = retry_interval
+        self._order = list(self.servers)
+        random.shuffle(self._order)
+        self.target: NodeId = self._order[0]
+        self._seq = itertools.count(1)
+        self._window = asyncio.Semaphore(max_outstanding)
+        self._outstanding: dict[int, _Outstanding] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._connected = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._closed = False
+        self._last_heard = 0.0
+        self.redirects = 0
+        self.failovers = 0
+
+    @classmethod
+    def from_config(cls, config: Any, **kw: Any) -> AsyncClient:
+        """A client for the servers of a `PaxoiConfig`."""
+        servers = {nid: (s.host, s.port) for nid, s in config.servers.items()}
+        return cls(servers, cluster=config.cluster, **kw)
+
+    # ------------------------------------------------------------------ API
+    async def submit(self, payload: bytes | str, timeout: float | None = None) -> bytes:
+        """Order and apply one command; its result. Raises SubmitTimeout, ClientClosed."""
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        self._ensure_running()
+        async with self._window:
+            if self._closed:
+                raise ClientClosed("the client is closed")
+            seq = next(self._seq)
+            loop = asyncio.get_running_loop()
+            entry = _Outstanding(Command(self.id, seq, payload), loop.create_future())
+            self._outstanding[seq] = entry
+            self._send(entry)
+            try:
+                return await asyncio.wait_for(asyncio.shield(entry.future), timeout or self.timeout)
+            except TimeoutError:
+                raise SubmitTimeout(
+                    f"no answer for command {seq} within {timeout or self.timeout:.1f} s; "
+                    "it may or may not have been applied"
+                ) from None
+            finally:
+                self._outstanding.pop(seq, None)
+
+    async def close(self) -> None:
+        self._closed = True
+        for entry in self._outstanding.values():
+            if not entry.future.done():
+                entry.future.set_exception(ClientClosed("the client was closed"))
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        if self._writer is not None:
+            await close_quietly(self._writer)
+
+    async def __aenter__(self) -> AsyncClient:
+        self._ensure_running()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def status(self, node: NodeId, timeout: float = 2.0) -> StatusReply:
+        """Ask one server about itself (its own connection, not the command path)."""
+        host, port = self.servers[node]
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        try:
+            writer.write(frame(encode(self._hello())) + frame(encode(StatusRequest())))
+            frames = FrameReader(reader, 64 * 1024 * 1024)
+            while True:
+                msg = await asyncio.wait_for(frames.read_one(), timeout)
+                if msg is None:
+                    raise ClientError(f"node {node} closed the connection")
+                if isinstance(msg, ErrorReply):
+                    raise ServerRefused(f"node {node}: {msg.code}: {msg.message}")
+                if isinstance(msg, StatusReply):
+                    return msg
+        finally:
+            await close_quietly(writer)
+
+    async def subscribe(self, from_slot: Slot = 0) -> AsyncIterator[tuple[Slot, Command, bytes]]:
+        """The committed log from `from_slot` on, then each entry as it commits. Survives
+        the loss of a server by resuming from another one where it left off."""
+        seen_slot, seen_here = from_slot - 1, set[tuple[ClientId, int]]()
+        order = list(self._order)
+        attempt = 0
+        while not self._closed:
+            node = order[attempt % len(order)]
+            attempt += 1
+            host, port = self.servers[node]
+            try:
+                reader, writer = await asyncio.open_connection(host, port)
+            except OSError:
+                await asyncio.sleep(min(1.0, 0.05 * attempt))
+                continue
+            try:
+                resume = max(seen_slot, from_slot)
+                writer.write(frame(encode(self._hello())) + frame(encode(Subscribe(resume))))
+                frames = FrameReader(reader, 64 * 1024 * 1024)
+                while True:
+                    msg = await frames.read_one()
+                    if msg is None:
+                        break
+                    if isinstance(msg, ErrorReply):
+                        raise ServerRefused(f"node {node}: {msg.code}: {msg.message}")
+                    if not isinstance(msg, LogEntries):
+                        continue
+                    attempt = 0
+                    for slot, cmd, result in msg.entries:
+                        key = (cmd.client, cmd.seq)
+                        if slot < seen_slot or (slot == seen_slot and key in seen_here):
+                            continue  # already delivered before a reconnect
+                        if slot > seen_slot:
+                            seen_slot, seen_here = slot, set()
+                        seen_here.add(key)
+                        yield slot, cmd, result
+            except (OSError, DecodeError):
+                pass
+            finally:
+                await close_quietly(writer)
+
+    # ------------------------------------------------------------------ machinery
+    def _hello(self) -> Hello:
+        return Hello(PROTOCOL_VERSION, self.cluster, KIND_CLIENT, None, self.id)
+
+    def _ensure_running(self) -> None:
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(
+                self._run(), name=f"client-{self.id}"
+            )
+
+    def _send(self, entry: _Outstanding) -> None:
+        entry.sent_at = time.monotonic()
+        if self._writer is not None and self._connected.is_set():
+            self._writer.write(frame(encode(Submit(entry.command))))
+
+    def _resend_all(self) -> None:
+        for entry in self._outstanding.values():
+            if not entry.future.done():
+                self._send(entry)
+
+    def _move(self, to: NodeId | None) -> None:
+        """Talk to another server: `to` if given, else the next one in order."""
+        if to is None or to not in self.servers or to == self.target:
+            i = self._order.index(self.target)
+            to = self._order[(i + 1) % len(self._order)]
+        self.target = to
+        if self._writer is not None:
+            self._writer.close()
+
+    async def _run(self) -> None:
+        retry = asyncio.get_running_loop().create_task(self._retry_loop())
+        try:
+            attempt = 0
+            while not self._closed:
+                host, port = self.servers[self.target]
+                try:
+                    reader, writer = await asyncio.wait_for(
+                        asyncio.open_connection(host, port), 2.0
+                    )
+                except (OSError, TimeoutError):
+                    attempt += 1
+                    self.failovers += 1
+                    self._move(None)
+                    await asyncio.sleep(min(0.5, 0.02 * attempt) * (0.5 + random.random()))
+                    continue
+                attempt = 0
+                self._writer = writer
+                writer.write(frame(encode(self._hello())))
+                self._connected.set()
+                self._last_heard = time.monotonic()
+                self._resend_all()
+                try:
+                    await self._read(FrameReader(reader, 64 * 1024 * 1024))
+                except (OSError, DecodeError) as e:
+                    log.debug("connection to node %d lost: %s", self.target, e)
+                finally:
+                    self._connected.clear()
+                    self._writer = None
+                    await close_quietly(writer)
+        finally:
+            retry.cancel()
+
+    async def _read(self, frames: FrameReader) -> None:
+        here = self.target
+        while True:
+            batch = await frames.read_batch()
+            if batch is None or here != self.target:
+                return
+            self._last_heard = time.monotonic()
+            for msg in batch:
+                self._on_message(here, msg)
+                if here != self.target:
+                    return
+
+    def _on_message(self, src: NodeId, msg: Message) -> None:
+        if isinstance(msg, ClientReply):
+            entry = self._outstanding.get(msg.seq)
+            if entry is None or entry.future.done() or msg.client != self.id:
+                return
+            if msg.status is ReplyStatus.OK:
+                entry.future.set_result(msg.result)
+            elif msg.status is ReplyStatus.NOT_LEADER:
+                if msg.leader is None or msg.leader == src:
+                    # No leader yet (an election is on): stay, and ask again shortly
+                    # rather than spin through the servers.
+                    entry.sent_at = time.monotonic() - self.retry_interval + NO_LEADER_PAUSE
+                    return
+                self.redirects += 1
+                self._move(msg.leader)
+            else:  # BUSY: back-pressure; the retry loop resends later
+                entry.sent_at = time.monotonic()
+        elif isinstance(msg, HelloAck):
+            if msg.leader is not None and msg.leader != src and msg.leader in self.servers:
+                self.redirects += 1
+                self._move(msg.leader)
+        elif isinstance(msg, ErrorReply):
+            error = ServerRefused(f"node {src}: {msg.code}: {msg.message}")
+            for entry in self._outstanding.values():
+                if not entry.future.done():
+                    entry.future.set_exception(error)
+
+    async def _retry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(self.retry_interval / 2, NO_LEADER_PAUSE))
+            now = time.monotonic()
+            if not self._outstanding or not self._connected.is_set():
+                continue
+            if now - self._last_heard > self.retry_interval * 2:
+                self.failovers += 1
+                self._move(None)  # the server went silent
+                continue
+            for entry in self._outstanding.values():
+                if not entry.future.done() and now - entry.sent_at >= self.retry_interval:
+                    self._send(entry)
+
+
+class Client:
+    """The synchronous client: an AsyncClient on a private event loop thread."""
+
+    def __init__(self, servers: Servers, **kw: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="paxoi-client", daemon=True
+        )
+        self._thread.start()
+        self._async = self._call(self._make(servers, kw))
+
+    @classmethod
+    def from_config(cls, config: Any, **kw: Any) -> Client:
+        servers = {nid: (s.host, s.port) for nid, s in config.servers.items()}
+        return cls(servers, cluster=config.cluster, **kw)
+
+    @staticmethod
+    async def _make(servers: Servers, kw: dict[str, Any]) -> AsyncClient:
+        return AsyncClient(servers, **kw)
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    @property
+    def id(self) -> ClientId:
+        return self._async.id
+
+    def submit(self, payload: bytes | str, timeout: float | None = None) -> bytes:
+        return self._call(self._async.submit(payload, timeout))
+
+    def status(self, node: NodeId, timeout: float = 2.0) -> StatusReply:
+        return self._call(self._async.status(node, timeout))
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._call(self._async.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""paxoi.server: the networked server (runtime) and its deployment configuration."""

@@ -1,0 +1,209 @@
+"""The deployment configuration: a YAML file naming the cluster, its servers and knobs.
+
+Validated by pydantic at start, so a wrong value is reported with the path of the
+field that holds it ("servers.1.port: ...") rather than discovered later as a crash.
+Unknown keys are errors too: a misspelt knob silently ignored is worse than a refusal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..core.config import ClusterConfig, ElectionPolicy, Limits, Timing
+from ..core.errors import ConfigError
+from ..core.types import ALL_ROLES, NodeId, Role
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Ticks = Annotated[int, Field(ge=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerEntry(_Strict):
+    #: Where peers and clients reach this server (its advertised address).
+    host: str = "127.0.0.1"
+    port: Port
+    #: Where it listens, if not `host` (e.g. 0.0.0.0 behind NAT or in a container).
+    bind: str | None = None
+    roles: tuple[Role, ...] = tuple(sorted(ALL_ROLES, key=lambda r: r.value))
+
+    @property
+    def bind_host(self) -> str:
+        return self.bind or self.host
+
+
+class TimingEntry(_Strict):
+    heartbeat: Ticks = Timing.heartbeat
+    election: Ticks = Timing.election
+    retransmit: Ticks = Timing.retransmit
+    catchup: Ticks = Timing.catchup
+
+
+class LimitsEntry(_Strict):
+    window: Ticks = Limits.window
+    max_batch: Ticks = Limits.max_batch
+    max_pending: Ticks = Limits.max_pending
+    max_catchup: Ticks = Limits.max_catchup
+    client_results: Ticks = Limits.client_results
+    #: Largest frame accepted on any connection, in bytes.
+    max_frame: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
+    #: Messages queued for one peer before further ones are dropped (Paxos tolerates loss).
+    peer_queue: Ticks = 100_000
+
+
+class StorageEntry(_Strict):
+    #: Each server keeps its state in `<dir>/node-<id>`.
+    dir: Path = Path("paxoi-data")
+    #: false: do not fsync. UNSAFE: a power loss can forget promises and lose data.
+    fsync: bool = True
+    #: true: keep state in memory only (nothing survives a restart).
+    memory: bool = False
+
+
+class FaultsEntry(_Strict):
+    """Fault injection, for tests and demonstrations; all off by default."""
+
+    msg_drop_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    seed: int = 0
+
+
+class PaxoiConfig(_Strict):
+    cluster: Annotated[str, Field(min_length=1, max_length=128)] = "paxoi"
+    servers: dict[NodeId, ServerEntry]
+    #: Optional: if given, must equal (acceptors - 1) // 2; a cross-check for humans.
+    f: Annotated[int, Field(ge=0)] | None = None
+    #: Milliseconds per tick of the protocol's clock.
+    tick_ms: Annotated[float, Field(gt=0, le=10_000)] = 10.0
+    policy: ElectionPolicy = ElectionPolicy.RANK
+    timing: TimingEntry = TimingEntry()
+    limits: LimitsEntry = LimitsEntry()
+    storage: StorageEntry = StorageEntry()
+    faults: FaultsEntry = FaultsEntry()
+
+    @model_validator(mode="after")
+    def _check(self) -> PaxoiConfig:
+        if not self.servers:
+            raise ValueError("servers: at least one server is needed")
+        for nid in self.servers:
+            if nid < 0:
+                raise ValueError(f"servers: node id {nid} must be >= 0")
+        seen: dict[tuple[str, int], NodeId] = {}
+        for nid, s in self.servers.items():
+            addr = (s.host, s.port)
+            if addr in seen:
+                raise ValueError(f"servers.{nid}: same host and port as server {seen[addr]}")
+            seen[addr] = nid
+        try:
+            cluster = self.cluster_config()
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        if self.f is not None and self.f != cluster.f:
+            raise ValueError(
+                f"f: is {self.f}, but {len(cluster.acceptors)} acceptors tolerate f = {cluster.f}"
+            )
+        return self
+
+    def cluster_config(self) -> ClusterConfig:
+        t, li = self.timing, self.limits
+        return ClusterConfig(
+            roles={nid: frozenset(s.roles) for nid, s in self.servers.items()},
+            timing=Timing(t.heartbeat, t.election, t.retransmit, t.catchup),
+            limits=Limits(
+                li.window, li.max_batch, li.max_pending, li.max_catchup, li.client_results
+            ),
+            policy=self.policy,
+        )
+
+    def data_dir(self, node: NodeId) -> Path:
+        return self.storage.dir / f"node-{node}"
+
+    def fingerprint(self) -> bytes:
+        """The membership, canonically: stored with a node's data so it cannot be
+        reopened under a different cluster by mistake."""
+        members = {
+            str(n): [s.host, s.port, sorted(r.value for r in s.roles)]
+            for n, s in sorted(self.servers.items())
+        }
+        text = json.dumps({"cluster": self.cluster, "servers": members}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest().encode()
+
+
+def parse_config(data: Any, source: str = "config") -> PaxoiConfig:
+    try:
+        return PaxoiConfig.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            problems.append(f"  {where}: {err['msg']}")
+        raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(problems)) from None
+
+
+def load_config(path: Path | str) -> PaxoiConfig:
+    """Read and validate a YAML configuration file; ConfigError says what is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the configuration: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    config = parse_config(data, str(path))
+    if not config.storage.dir.is_absolute():
+        # Relative data directories are relative to the configuration file, not to
+        # wherever the server happens to be started from.
+        storage = config.storage.model_copy(
+            update={"dir": (path.parent / config.storage.dir).resolve()}
+        )
+        config = config.model_copy(update={"storage": storage})
+    return config
+
+
+def local_config(
+    f: int,
+    base_port: int,
+    data_dir: Path,
+    cluster: str = "paxoi",
+    ports: list[int] | None = None,
+    **extra: Any,
+) -> PaxoiConfig:
+    """2f+1 colocated servers on 127.0.0.1: on `ports`, or base_port, base_port+1, ..."""
+    n = 2 * f + 1
+    ports = ports or [base_port + i for i in range(n)]
+    servers = {i: {"host": "127.0.0.1", "port": ports[i]} for i in range(n)}
+    return parse_config(
+        {"cluster": cluster, "servers": servers, "storage": {"dir": str(data_dir)}, **extra}
+    )
+
+
+def free_ports(n: int) -> list[int]:
+    """n TCP ports on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def dump_config(config: PaxoiConfig) -> str:
+    data = config.model_dump(mode="json", exclude_defaults=False)
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,411 @@
+"""The server: drives one sans-IO Node with a real clock, real disk and TCP.
+
+The loop is etcd-raft's: inputs (peer messages, client commands, ticks) go into the
+node; once per event-loop iteration the node's `Ready` is taken and handled in order:
+messages that may go at once are queued to peers; records go to the group committer,
+and the messages that must wait for them are released from its callback; applied
+commands go to the chat log file, to subscribers and, as replies, to the clients
+waiting for them. Durable writes never block the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+from collections.abc import Coroutine, Iterable
+from functools import partial
+from pathlib import Path
+from typing import IO, Any
+
+from ..apps.chat import ChatEntry, ChatLog, canonical_line
+from ..core.messages import ClientReply, PeerMessage, is_peer_message
+from ..core.node import Node
+from ..core.types import ClientId, Command, NodeId
+from ..storage import GroupCommitter, MemoryStorage, NodeIdentity, SqliteStorage, Storage
+from ..transport.tcp import (
+    HANDSHAKE_TIMEOUT,
+    Address,
+    FrameReader,
+    PeerLink,
+    close_quietly,
+    send_error,
+)
+from ..wire.codec import PROTOCOL_VERSION, Message, encode
+from ..wire.framing import frame
+from ..wire.messages import (
+    KIND_CLIENT,
+    KIND_SERVER,
+    Hello,
+    HelloAck,
+    LogEntries,
+    StatusReply,
+    StatusRequest,
+    Submit,
+    Subscribe,
+)
+from ..wire.values import DecodeError
+from .config import PaxoiConfig
+
+log = logging.getLogger("paxoi.server")
+
+SUBSCRIBE_CHUNK = 512
+
+
+class ClientSession:
+    """One client connection: where replies and subscribed log entries go."""
+
+    def __init__(self, client: ClientId, writer: asyncio.StreamWriter) -> None:
+        self.client = client
+        self.writer = writer
+        self.subscribed_from: int | None = None
+        self.closed = False
+
+    def send(self, msg: Message) -> None:
+        if not self.closed:
+            self.writer.write(frame(encode(msg)))
+
+
+class Server:
+    def __init__(
+        self, config: PaxoiConfig, node_id: NodeId, *, storage: Storage | None = None
+    ) -> None:
+        if node_id not in config.servers:
+            known = ", ".join(str(n) for n in sorted(config.servers))
+            raise ValueError(
+                f"--id {node_id}: no such server in the configuration (known: {known})"
+            )
+        self.config = config
+        self.id = node_id
+        self.me = config.servers[node_id]
+        self.identity = NodeIdentity(config.cluster, node_id, config.fingerprint())
+        self.data_dir: Path | None = None if config.storage.memory else config.data_dir(node_id)
+        self.storage = storage if storage is not None else self._open_storage()
+        self.machine = ChatLog()
+        seed = config.faults.seed
+        self._rng = random.Random(f"{seed}/{node_id}") if seed else random.Random()
+        self._drop_rng = random.Random(f"drop/{seed}/{node_id}")
+        self.node = Node(
+            node_id, config.cluster_config(), self._rng, self.machine, self.storage.load()
+        )
+        self.committer: GroupCommitter | None = None
+        self.links: dict[NodeId, PeerLink] = {}
+        self.sessions: dict[ClientId, ClientSession] = {}
+        self._subscribers: set[ClientSession] = set()
+        self._flush_scheduled = False
+        self._chat_file: IO[str] | None = None
+        self._written = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self.stats = {"peer_in": 0, "peer_out": 0, "client_in": 0, "dropped": 0, "rejected": 0}
+
+    def _open_storage(self) -> Storage:
+        if self.config.storage.memory:
+            return MemoryStorage(self.identity)
+        assert self.data_dir is not None
+        return SqliteStorage.open(self.data_dir, self.identity, fsync=self.config.storage.fsync)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT (or `stop()`); then shut down cleanly."""
+        await self.start()
+        await self.run_started()
+
+    async def run_started(self) -> None:
+        """The rest of `run`, for a caller that called `start` itself."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stop.set)
+        try:
+            await self._stop.wait()
+        finally:
+            await self.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.committer = GroupCommitter(self.storage, loop.call_soon_threadsafe)
+        if self.data_dir is not None:
+            self._chat_file = open(self.data_dir / "chat.log", "w", encoding="utf-8")  # noqa: SIM115
+        self._server = await asyncio.start_server(
+            self._on_connection, self.me.bind_host, self.me.port, reuse_address=True
+        )
+        for peer, entry in self.config.servers.items():
+            if peer != self.id:
+                link = PeerLink(
+                    self.id,
+                    peer,
+                    Address(entry.host, entry.port),
+                    self.config.cluster,
+                    self.config.limits.peer_queue,
+                    self._rng,
+                )
+                link.start()
+                self.links[peer] = link
+        self._spawn(self._ticker())
+        self._flush()  # the replay of the durable log, if any
+        log.info(
+            "node %d serving on %s:%d (roles %s, data %s)",
+            self.id,
+            self.me.bind_host,
+            self.me.port,
+            ",".join(sorted(r.value for r in self.node.roles)),
+            self.data_dir or "in memory",
+        )
+
+    async def close(self) -> None:
+        self._server.close()
+        for session in list(self.sessions.values()):
+            session.closed = True
+            session.writer.close()
+        for link in self.links.values():
+            await link.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.committer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.committer.close)
+        self.storage.close()
+        if self._chat_file is not None:
+            self._chat_file.close()
+        log.info("node %d stopped", self.id)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ticker(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.config.tick_ms / 1000.0
+        due = loop.time()
+        while True:
+            due += interval
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            if loop.time() - due > 50 * interval:
+                due = loop.time()  # we were suspended (SIGSTOP, a long GC): don't burst
+            self.node.tick()
+            self._flush()
+
+    # ------------------------------------------------------------------ the Ready loop
+    def _kick(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        ready = self.node.take_ready()
+        if ready.is_empty():
+            return
+        self._send_all(ready.send)
+        if ready.persist or ready.send_after_persist:
+            assert self.committer is not None
+            self.committer.submit(ready.persist, partial(self._release, ready.send_after_persist))
+        if ready.applied:
+            self._on_applied()
+        for reply in ready.replies:
+            self._reply(reply)
+
+    def _release(self, messages: list[tuple[NodeId, PeerMessage]]) -> None:
+        """The records these messages depend on are durable: let them go."""
+        local = [m for dst, m in messages if dst == self.id]
+        self._send_all((dst, m) for dst, m in messages if dst != self.id)
+        for m in local:
+            self.node.step(m)
+        self._kick()
+
+    def _send_all(self, messages: Iterable[tuple[NodeId, PeerMessage]]) -> None:
+        encoded: dict[int, bytes] = {}  # a broadcast is encoded once
+        drop = self.config.faults.msg_drop_rate
+        for dst, msg in messages:
+            link = self.links.get(dst)
+            if link is None:
+                continue
+            if drop and self._drop_rng.random() < drop:
+                self.stats["dropped"] += 1
+                continue
+            data = encoded.get(id(msg))
+            if data is None:
+                data = encoded[id(msg)] = frame(encode(msg))
+            link.send(data)
+            self.stats["peer_out"] += 1
+
+    def _on_applied(self) -> None:
+        new = self.machine.since(self._written)
+        self._written += len(new)
+        if self._chat_file is not None:
+            self._chat_file.write("".join(canonical_line(e) for e in new))
+            self._chat_file.flush()
+        if self._subscribers and new:
+            # The chat machine's result for an entry is its slot.
+            entries = tuple((e.slot, _command_of(e), str(e.slot).encode()) for e in new)
+            for session in list(self._subscribers):
+                session.send(LogEntries(entries))
+
+    def _reply(self, reply: ClientReply) -> None:
+        session = self.sessions.get(reply.client)
+        if session is None:
+            return
+        if (
+            self.config.faults.msg_drop_rate
+            and self._drop_rng.random() < self.config.faults.msg_drop_rate
+        ):
+            self.stats["dropped"] += 1
+            return
+        session.send(reply)
+
+    # ------------------------------------------------------------------ connections
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        peer = writer.get_extra_info("peername")
+        frames = FrameReader(reader, self.config.limits.max_frame)
+        try:
+            hello = await asyncio.wait_for(frames.read_one(), HANDSHAKE_TIMEOUT)
+            if not isinstance(hello, Hello):
+                raise _Refuse("bad-handshake", "the first frame must be Hello")
+            if hello.version != PROTOCOL_VERSION:
+                raise _Refuse(
+                    "bad-version", f"protocol version {hello.version} is not {PROTOCOL_VERSION}"
+                )
+            if hello.cluster != self.config.cluster:
+                raise _Refuse(
+                    "wrong-cluster",
+                    f"this is cluster {self.config.cluster!r}, not {hello.cluster!r}",
+                )
+            if hello.kind == KIND_SERVER:
+                if (
+                    hello.node is None
+                    or hello.node not in self.config.servers
+                    or hello.node == self.id
+                ):
+                    raise _Refuse(
+                        "unknown-node", f"node {hello.node} is not a peer of node {self.id}"
+                    )
+                await self._serve_peer(hello.node, frames)
+            elif hello.kind == KIND_CLIENT and hello.client:
+                await self._serve_client(hello.client, frames, writer)
+            else:
+                raise _Refuse("bad-handshake", f"unknown peer kind {hello.kind!r}")
+        except _Refuse as r:
+            self.stats["rejected"] += 1
+            log.warning("refused connection from %s: %s", peer, r.message)
+            await send_error(writer, r.code, r.message)
+        except DecodeError as e:
+            self.stats["rejected"] += 1
+            log.warning("closed connection from %s: malformed input: %s", peer, e)
+            await send_error(writer, "bad-frame", str(e))
+        except TimeoutError:
+            log.warning(
+                "closed connection from %s: no handshake within %.0f s", peer, HANDSHAKE_TIMEOUT
+            )
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            await close_quietly(writer)
+
+    async def _serve_peer(self, peer: NodeId, frames: FrameReader) -> None:
+        while True:
+            batch = await frames.read_batch()
+            if batch is None:
+                return
+            for msg in batch:
+                if not is_peer_message(msg):
+                    raise _Refuse("unexpected", f"{type(msg).__name__} is not a peer message")
+                if msg.src != peer:
+                    raise _Refuse(
+                        "forged", f"node {peer} sent a message claiming to be from {msg.src}"
+                    )
+                self.stats["peer_in"] += 1
+                self.node.step(msg)
+            self._kick()
+
+    async def _serve_client(
+        self, client: ClientId, frames: FrameReader, writer: asyncio.StreamWriter
+    ) -> None:
+        session = ClientSession(client, writer)
+        old = self.sessions.get(client)
+        if old is not None:
+            self._subscribers.discard(old)
+        self.sessions[client] = session
+        session.send(HelloAck(PROTOCOL_VERSION, self.config.cluster, self.id, self.node.leader))
+        try:
+            while True:
+                batch = await frames.read_batch()
+                if batch is None:
+                    return
+                for msg in batch:
+                    if isinstance(msg, Submit):
+                        if msg.command.client != client:
+                            raise _Refuse("forged", "a client may submit only its own commands")
+                        self.stats["client_in"] += 1
+                        self.node.submit(msg.command)
+                    elif isinstance(msg, Subscribe):
+                        self._subscribe(session, msg.from_slot)
+                    elif isinstance(msg, StatusRequest):
+                        session.send(self.status())
+                    else:
+                        raise _Refuse("unexpected", f"{type(msg).__name__} is not a client request")
+                self._kick()
+                await writer.drain()
+        finally:
+            session.closed = True
+            self._subscribers.discard(session)
+            if self.sessions.get(client) is session:
+                del self.sessions[client]
+
+    def _subscribe(self, session: ClientSession, from_slot: int) -> None:
+        backlog = [e for e in self.machine.since(0) if e.slot >= from_slot]
+        for i in range(0, len(backlog), SUBSCRIBE_CHUNK):
+            chunk = backlog[i : i + SUBSCRIBE_CHUNK]
+            session.send(
+                LogEntries(tuple((e.slot, _command_of(e), str(e.slot).encode()) for e in chunk))
+            )
+        self._subscribers.add(session)
+
+    def status(self) -> StatusReply:
+        node = self.node
+        proposer = node.proposer
+        return StatusReply(
+            node=self.id,
+            roles=tuple(sorted(r.value for r in node.roles)),
+            leader=node.leader,
+            ballot=proposer.ballot if proposer is not None else None,
+            is_leader=node.is_leader,
+            chosen=node.log.floor,
+            applied=node.replica.slot_out if node.replica is not None else 0,
+            extra={
+                "entries": len(self.machine),
+                "clients": len(self.sessions),
+                "peers_connected": sum(link.connected for link in self.links.values()),
+                **({"syncs": self.committer.stats.syncs} if self.committer else {}),
+                **self.stats,
+            },
+        )
+
+
+class _Refuse(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _command_of(e: ChatEntry) -> Command:
+    return Command(e.sender, e.seq, e.message.encode("utf-8"))
+
+
+async def serve(config: PaxoiConfig, node_id: NodeId) -> None:
+    server = Server(config, node_id)
+    await server.run()
+
+
+__all__ = ["ClientSession", "Server", "serve"]

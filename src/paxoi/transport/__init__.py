@@ -1,0 +1,1 @@
+"""paxoi.transport: how servers and clients reach each other (asyncio TCP)."""

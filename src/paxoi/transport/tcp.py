@@ -1,0 +1,194 @@
+"""asyncio TCP links: length-prefixed msgpack frames, a handshake, bounded queues.
+
+Each server keeps one outbound connection to every peer for what it sends, and accepts
+inbound connections from peers (what they send it) and from clients. Outbound traffic
+is queued per peer, bounded, and written in one `write` per loop iteration (frames
+coalesced); when a peer is unreachable its queue fills and further messages are
+dropped, which Paxos tolerates (retransmission covers it) and which keeps memory flat.
+
+Anything a peer sends that is not a well-formed frame of the expected kind closes
+that connection with a logged reason; the server itself carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..core.types import NodeId
+from ..wire.codec import PROTOCOL_VERSION, Message, decode, encode
+from ..wire.framing import FrameDecoder, frame
+from ..wire.messages import KIND_SERVER, ErrorReply, Hello
+from ..wire.values import DecodeError
+
+log = logging.getLogger("paxoi.transport")
+
+HANDSHAKE_TIMEOUT = 5.0
+READ_CHUNK = 256 * 1024
+
+
+class ProtocolViolation(Exception):
+    """A peer broke the wire protocol; the connection is closed with this reason."""
+
+
+@dataclass
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class FrameReader:
+    """Reads whole decoded messages from a stream, enforcing the maximum frame size."""
+
+    def __init__(self, reader: asyncio.StreamReader, max_frame: int) -> None:
+        self._reader = reader
+        self._decoder = FrameDecoder(max_frame)
+        self._ready: deque[bytes] = deque()
+
+    async def read_batch(self) -> list[Message] | None:
+        """The messages of the next chunk of bytes; None at end of stream."""
+        while not self._ready:
+            data = await self._reader.read(READ_CHUNK)
+            if not data:
+                return None
+            self._ready.extend(self._decoder.feed(data))
+        out = [decode(payload) for payload in self._ready]
+        self._ready.clear()
+        return out
+
+    async def read_one(self) -> Message | None:
+        while not self._ready:
+            data = await self._reader.read(READ_CHUNK)
+            if not data:
+                return None
+            self._ready.extend(self._decoder.feed(data))
+        return decode(self._ready.popleft())
+
+    def pending(self) -> list[Message]:
+        out = [decode(payload) for payload in self._ready]
+        self._ready.clear()
+        return out
+
+
+class PeerLink:
+    """The outbound connection to one peer: connects, handshakes, writes, reconnects."""
+
+    def __init__(
+        self,
+        me: NodeId,
+        peer: NodeId,
+        address: Address,
+        cluster: str,
+        max_queue: int,
+        rng: random.Random,
+    ) -> None:
+        self.me = me
+        self.peer = peer
+        self.address = address
+        self.cluster = cluster
+        self.max_queue = max_queue
+        self._rng = rng
+        self._queue: deque[bytes] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.connected = False
+        self.dropped = 0
+        self.sent = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link-{self.peer}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def send(self, data: bytes) -> None:
+        """Queue one framed message; dropped (and counted) if the queue is full."""
+        if len(self._queue) >= self.max_queue:
+            self.dropped += 1
+            return
+        self._queue.append(data)
+        self._wake.set()
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            writer: asyncio.StreamWriter | None = None
+            try:
+                reader, writer = await asyncio.open_connection(self.address.host, self.address.port)
+                writer.write(
+                    frame(encode(Hello(PROTOCOL_VERSION, self.cluster, KIND_SERVER, self.me)))
+                )
+                self.connected = True
+                backoff = 0.05
+                log.info("connected to node %d at %s", self.peer, self.address)
+                watcher = asyncio.get_running_loop().create_task(self._watch(reader))
+                try:
+                    await self._pump(writer, watcher)
+                finally:
+                    watcher.cancel()
+            except (OSError, ConnectionError) as e:
+                if self.connected:
+                    log.info("lost node %d at %s: %s", self.peer, self.address, e)
+            finally:
+                self.connected = False
+                if writer is not None:
+                    writer.close()
+                    with contextlib.suppress(Exception):
+                        await writer.wait_closed()
+            # Jittered exponential backoff: peers restarting together don't retry in lockstep.
+            await asyncio.sleep(backoff * (0.5 + self._rng.random()))
+            backoff = min(backoff * 2, 1.0)
+
+    async def _pump(self, writer: asyncio.StreamWriter, watcher: asyncio.Task[None]) -> None:
+        while not watcher.done():
+            if not self._queue:
+                self._wake.clear()
+                waiter = asyncio.ensure_future(self._wake.wait())
+                done, _ = await asyncio.wait({waiter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+                if watcher in done:
+                    waiter.cancel()
+                    break
+                continue
+            chunk = b"".join(self._queue)
+            self.sent += len(self._queue)
+            self._queue.clear()
+            writer.write(chunk)
+            await writer.drain()
+
+    async def _watch(self, reader: asyncio.StreamReader) -> None:
+        """Peers never send on our outbound link except to refuse it; log why, then close."""
+        frames = FrameReader(reader, 64 * 1024)
+        try:
+            msg = await frames.read_one()
+        except DecodeError:
+            msg = None
+        if isinstance(msg, ErrorReply):
+            log.warning("node %d refused our connection: %s: %s", self.peer, msg.code, msg.message)
+
+
+async def send_error(writer: asyncio.StreamWriter, code: str, message: str) -> None:
+    with contextlib.suppress(Exception):
+        writer.write(frame(encode(ErrorReply(code, message))))
+        await asyncio.wait_for(writer.drain(), 1.0)
+
+
+async def close_quietly(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+
+OnConnection = Callable[
+    [asyncio.StreamReader, asyncio.StreamWriter], "asyncio.Future[None] | object"
+]

@@ -1,0 +1,519 @@
+"""The message codec: every message paxoi sends over TCP, to msgpack bytes and back.
+
+A message is a msgpack array `[tag, field, ...]`: the tag says which type, the fields
+follow in dataclass order. Ballots, commands, batches and pvalues use the forms of
+`paxoi.wire.values`, which the storage shares, so a value has one encoding everywhere.
+
+This is the hot path (every Accept and Accepted passes through it), so each type has a
+hand-written encoder and decoder in a dispatch table: no `dataclasses.fields()`, no
+`asdict`, no reflection at run time.
+
+Decoding is strict because the bytes come from the network: a wrong tag or arity, a
+field of the wrong type (bools are not ints: `type(x) is int`), a negative slot or node
+id, or an unknown enum value raises `DecodeError` with a short reason. Nothing else
+ever escapes `decode`, whatever the bytes: the transport closes that one connection and
+the server keeps running.
+
+Tags are part of the protocol and never reused. Hello, HelloAck and ErrorReply keep
+their tags and layouts in every future version, so that two peers of different versions
+can still tell each other so (the handshake must be decodable to be refused politely).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final, TypeAlias
+
+from ..core.messages import (
+    Accept,
+    Accepted,
+    CatchupReply,
+    CatchupRequest,
+    ClientReply,
+    Decide,
+    Heartbeat,
+    PeerMessage,
+    Preempted,
+    Prepare,
+    Promise,
+    ReplyStatus,
+)
+from ..core.types import Role
+from .messages import (
+    HELLO_KINDS,
+    KIND_CLIENT,
+    KIND_SERVER,
+    ErrorReply,
+    Hello,
+    HelloAck,
+    LogEntries,
+    StatusReply,
+    StatusRequest,
+    Submit,
+    Subscribe,
+)
+from .values import (
+    DecodeError,
+    ballot_from_wire,
+    ballot_to_wire,
+    batch_from_wire,
+    batch_to_wire,
+    command_from_wire,
+    command_to_wire,
+    pack,
+    pvalue_from_wire,
+    pvalue_to_wire,
+    short,
+    unpack,
+)
+
+#: Bumped on any incompatible change to a tag or layout (except the frozen handshake).
+PROTOCOL_VERSION: Final = 1
+
+ClientMessage: TypeAlias = (
+    Hello
+    | HelloAck
+    | Submit
+    | Subscribe
+    | LogEntries
+    | StatusRequest
+    | StatusReply
+    | ErrorReply
+    | ClientReply
+)
+#: Everything that can travel in a frame.
+Message: TypeAlias = PeerMessage | ClientMessage
+
+# Tags. Peer messages 1-15, client/transport messages from 16 on.
+TAG_PREPARE: Final = 1
+TAG_PROMISE: Final = 2
+TAG_ACCEPT: Final = 3
+TAG_ACCEPTED: Final = 4
+TAG_PREEMPTED: Final = 5
+TAG_DECIDE: Final = 6
+TAG_HEARTBEAT: Final = 7
+TAG_CATCHUP_REQUEST: Final = 8
+TAG_CATCHUP_REPLY: Final = 9
+TAG_HELLO: Final = 16
+TAG_HELLO_ACK: Final = 17
+TAG_ERROR_REPLY: Final = 18
+TAG_SUBMIT: Final = 19
+TAG_CLIENT_REPLY: Final = 20
+TAG_SUBSCRIBE: Final = 21
+TAG_LOG_ENTRIES: Final = 22
+TAG_STATUS_REQUEST: Final = 23
+TAG_STATUS_REPLY: Final = 24
+
+_STATUSES: Final[dict[str, ReplyStatus]] = {s.value: s for s in ReplyStatus}
+_ROLES: Final[frozenset[str]] = frozenset(r.value for r in Role)
+
+
+# ---------------------------------------------------------------- field checks
+# Each returns the value when valid so decoders read as one expression per field.
+
+
+def _fail(what: str, x: Any) -> DecodeError:
+    return DecodeError(f"bad {what}: {short(x)}")
+
+
+def _nat(x: Any, what: str) -> int:
+    """A non-negative int (slot, node id, version, counter); bools are refused."""
+    if type(x) is not int or x < 0:
+        raise _fail(what, x)
+    return x
+
+
+def _opt_nat(x: Any, what: str) -> int | None:
+    if x is None:
+        return None
+    if type(x) is not int or x < 0:
+        raise _fail(what, x)
+    return x
+
+
+def _str(x: Any, what: str) -> str:
+    if type(x) is not str:
+        raise _fail(what, x)
+    return x
+
+
+def _bytes(x: Any, what: str) -> bytes:
+    if type(x) is not bytes:
+        raise _fail(what, x)
+    return x
+
+
+def _arity(o: list[Any], n: int, name: str) -> None:
+    if len(o) != n:
+        raise DecodeError(f"{name}: expected {n - 1} fields, got {len(o) - 1}")
+
+
+# ---------------------------------------------------------------- peer messages
+
+
+def _enc_prepare(m: Prepare) -> list[Any]:
+    return [TAG_PREPARE, m.src, ballot_to_wire(m.ballot), m.from_slot]
+
+
+def _dec_prepare(o: list[Any]) -> Prepare:
+    _arity(o, 4, "Prepare")
+    return Prepare(_nat(o[1], "src"), ballot_from_wire(o[2]), _nat(o[3], "from_slot"))
+
+
+def _enc_promise(m: Promise) -> list[Any]:
+    return [
+        TAG_PROMISE,
+        m.src,
+        ballot_to_wire(m.ballot),
+        m.from_slot,
+        [pvalue_to_wire(p) for p in m.accepted],
+    ]
+
+
+def _dec_promise(o: list[Any]) -> Promise:
+    _arity(o, 5, "Promise")
+    acc = o[4]
+    if type(acc) is not list:
+        raise _fail("accepted", acc)
+    return Promise(
+        _nat(o[1], "src"),
+        ballot_from_wire(o[2]),
+        _nat(o[3], "from_slot"),
+        tuple([pvalue_from_wire(p) for p in acc]),
+    )
+
+
+def _enc_accept(m: Accept) -> list[Any]:
+    return [TAG_ACCEPT, m.src, ballot_to_wire(m.ballot), m.slot, batch_to_wire(m.value)]
+
+
+def _dec_accept(o: list[Any]) -> Accept:
+    _arity(o, 5, "Accept")
+    return Accept(
+        _nat(o[1], "src"), ballot_from_wire(o[2]), _nat(o[3], "slot"), batch_from_wire(o[4])
+    )
+
+
+def _enc_accepted(m: Accepted) -> list[Any]:
+    return [TAG_ACCEPTED, m.src, ballot_to_wire(m.ballot), m.slot]
+
+
+def _dec_accepted(o: list[Any]) -> Accepted:
+    _arity(o, 4, "Accepted")
+    return Accepted(_nat(o[1], "src"), ballot_from_wire(o[2]), _nat(o[3], "slot"))
+
+
+def _enc_preempted(m: Preempted) -> list[Any]:
+    return [TAG_PREEMPTED, m.src, ballot_to_wire(m.ballot), ballot_to_wire(m.promised)]
+
+
+def _dec_preempted(o: list[Any]) -> Preempted:
+    _arity(o, 4, "Preempted")
+    return Preempted(_nat(o[1], "src"), ballot_from_wire(o[2]), ballot_from_wire(o[3]))
+
+
+def _enc_decide(m: Decide) -> list[Any]:
+    return [TAG_DECIDE, m.src, m.slot, batch_to_wire(m.value)]
+
+
+def _dec_decide(o: list[Any]) -> Decide:
+    _arity(o, 4, "Decide")
+    return Decide(_nat(o[1], "src"), _nat(o[2], "slot"), batch_from_wire(o[3]))
+
+
+def _enc_heartbeat(m: Heartbeat) -> list[Any]:
+    return [TAG_HEARTBEAT, m.src, ballot_to_wire(m.ballot), m.chosen]
+
+
+def _dec_heartbeat(o: list[Any]) -> Heartbeat:
+    _arity(o, 4, "Heartbeat")
+    return Heartbeat(_nat(o[1], "src"), ballot_from_wire(o[2]), _nat(o[3], "chosen"))
+
+
+def _enc_catchup_request(m: CatchupRequest) -> list[Any]:
+    return [TAG_CATCHUP_REQUEST, m.src, m.from_slot, m.to_slot]
+
+
+def _dec_catchup_request(o: list[Any]) -> CatchupRequest:
+    _arity(o, 4, "CatchupRequest")
+    lo, hi = _nat(o[2], "from_slot"), _nat(o[3], "to_slot")
+    if hi < lo:
+        raise DecodeError(f"bad CatchupRequest range: [{lo}, {hi})")
+    return CatchupRequest(_nat(o[1], "src"), lo, hi)
+
+
+def _enc_catchup_reply(m: CatchupReply) -> list[Any]:
+    return [TAG_CATCHUP_REPLY, m.src, [[s, batch_to_wire(b)] for s, b in m.decisions]]
+
+
+def _dec_catchup_reply(o: list[Any]) -> CatchupReply:
+    _arity(o, 3, "CatchupReply")
+    ds = o[2]
+    if type(ds) is not list:
+        raise _fail("decisions", ds)
+    out = []
+    for d in ds:
+        if type(d) is not list or len(d) != 2:
+            raise _fail("decision", d)
+        out.append((_nat(d[0], "slot"), batch_from_wire(d[1])))
+    return CatchupReply(_nat(o[1], "src"), tuple(out))
+
+
+# ---------------------------------------------------------------- client and transport
+
+
+def _enc_client_reply(m: ClientReply) -> list[Any]:
+    return [TAG_CLIENT_REPLY, m.client, m.seq, m.status.value, m.result, m.leader]
+
+
+def _dec_client_reply(o: list[Any]) -> ClientReply:
+    _arity(o, 6, "ClientReply")
+    status = _STATUSES.get(o[3]) if type(o[3]) is str else None
+    if status is None:
+        raise _fail("status", o[3])
+    return ClientReply(
+        _str(o[1], "client"),
+        _nat(o[2], "seq"),
+        status,
+        _bytes(o[4], "result"),
+        _opt_nat(o[5], "leader"),
+    )
+
+
+def _enc_hello(m: Hello) -> list[Any]:
+    return [TAG_HELLO, m.version, m.cluster, m.kind, m.node, m.client]
+
+
+def _dec_hello(o: list[Any]) -> Hello:
+    _arity(o, 6, "Hello")
+    kind = o[3]
+    if type(kind) is not str or kind not in HELLO_KINDS:
+        raise _fail("kind", kind)
+    node = _opt_nat(o[4], "node")
+    client = o[5]
+    if client is not None and type(client) is not str:
+        raise _fail("client", client)
+    # A hello must say who is speaking: a server by node id, a client by client id.
+    if kind == KIND_SERVER and node is None:
+        raise DecodeError("server Hello without a node id")
+    if kind == KIND_CLIENT and client is None:
+        raise DecodeError("client Hello without a client id")
+    return Hello(_nat(o[1], "version"), _str(o[2], "cluster"), kind, node, client)
+
+
+def _enc_hello_ack(m: HelloAck) -> list[Any]:
+    return [TAG_HELLO_ACK, m.version, m.cluster, m.node, m.leader]
+
+
+def _dec_hello_ack(o: list[Any]) -> HelloAck:
+    _arity(o, 5, "HelloAck")
+    return HelloAck(
+        _nat(o[1], "version"),
+        _str(o[2], "cluster"),
+        _nat(o[3], "node"),
+        _opt_nat(o[4], "leader"),
+    )
+
+
+def _enc_error_reply(m: ErrorReply) -> list[Any]:
+    return [TAG_ERROR_REPLY, m.code, m.message]
+
+
+def _dec_error_reply(o: list[Any]) -> ErrorReply:
+    _arity(o, 3, "ErrorReply")
+    code = _str(o[1], "code")
+    if not code:
+        raise DecodeError("ErrorReply with an empty code")
+    return ErrorReply(code, _str(o[2], "message"))
+
+
+def _enc_submit(m: Submit) -> list[Any]:
+    return [TAG_SUBMIT, command_to_wire(m.command)]
+
+
+def _dec_submit(o: list[Any]) -> Submit:
+    _arity(o, 2, "Submit")
+    cmd = command_from_wire(o[1])
+    # Sequence numbers start at 1 (design.md); a client cannot submit seq 0 or below.
+    if cmd.seq < 1:
+        raise _fail("seq", cmd.seq)
+    return Submit(cmd)
+
+
+def _enc_subscribe(m: Subscribe) -> list[Any]:
+    return [TAG_SUBSCRIBE, m.from_slot]
+
+
+def _dec_subscribe(o: list[Any]) -> Subscribe:
+    _arity(o, 2, "Subscribe")
+    return Subscribe(_nat(o[1], "from_slot"))
+
+
+def _enc_log_entries(m: LogEntries) -> list[Any]:
+    return [TAG_LOG_ENTRIES, [[s, command_to_wire(c), r] for s, c, r in m.entries]]
+
+
+def _dec_log_entries(o: list[Any]) -> LogEntries:
+    _arity(o, 2, "LogEntries")
+    es = o[1]
+    if type(es) is not list:
+        raise _fail("entries", es)
+    out = []
+    for e in es:
+        if type(e) is not list or len(e) != 3:
+            raise _fail("entry", e)
+        out.append((_nat(e[0], "slot"), command_from_wire(e[1]), _bytes(e[2], "result")))
+    return LogEntries(tuple(out))
+
+
+def _enc_status_request(m: StatusRequest) -> list[Any]:
+    return [TAG_STATUS_REQUEST]
+
+
+def _dec_status_request(o: list[Any]) -> StatusRequest:
+    _arity(o, 1, "StatusRequest")
+    return StatusRequest()
+
+
+def _enc_status_reply(m: StatusReply) -> list[Any]:
+    return [
+        TAG_STATUS_REPLY,
+        m.node,
+        list(m.roles),
+        m.leader,
+        None if m.ballot is None else ballot_to_wire(m.ballot),
+        m.is_leader,
+        m.chosen,
+        m.applied,
+        m.extra,
+    ]
+
+
+def _dec_status_reply(o: list[Any]) -> StatusReply:
+    _arity(o, 9, "StatusReply")
+    roles = o[2]
+    if type(roles) is not list or not all(type(r) is str and r in _ROLES for r in roles):
+        raise _fail("roles", roles)
+    is_leader = o[5]
+    if type(is_leader) is not bool:
+        raise _fail("is_leader", is_leader)
+    extra = o[8]
+    if type(extra) is not dict:
+        raise _fail("extra", extra)
+    for k, v in extra.items():
+        if type(k) is not str or (type(v) is not int and type(v) is not str):
+            raise _fail("extra item", (k, v))
+    return StatusReply(
+        _nat(o[1], "node"),
+        tuple(roles),
+        _opt_nat(o[3], "leader"),
+        None if o[4] is None else ballot_from_wire(o[4]),
+        is_leader,
+        _nat(o[6], "chosen"),
+        _nat(o[7], "applied"),
+        extra,
+    )
+
+
+# ---------------------------------------------------------------- dispatch
+
+_ENCODERS: Final[dict[type, Callable[[Any], list[Any]]]] = {
+    Prepare: _enc_prepare,
+    Promise: _enc_promise,
+    Accept: _enc_accept,
+    Accepted: _enc_accepted,
+    Preempted: _enc_preempted,
+    Decide: _enc_decide,
+    Heartbeat: _enc_heartbeat,
+    CatchupRequest: _enc_catchup_request,
+    CatchupReply: _enc_catchup_reply,
+    ClientReply: _enc_client_reply,
+    Hello: _enc_hello,
+    HelloAck: _enc_hello_ack,
+    ErrorReply: _enc_error_reply,
+    Submit: _enc_submit,
+    Subscribe: _enc_subscribe,
+    LogEntries: _enc_log_entries,
+    StatusRequest: _enc_status_request,
+    StatusReply: _enc_status_reply,
+}
+
+_DECODERS: Final[dict[int, Callable[[list[Any]], Message]]] = {
+    TAG_PREPARE: _dec_prepare,
+    TAG_PROMISE: _dec_promise,
+    TAG_ACCEPT: _dec_accept,
+    TAG_ACCEPTED: _dec_accepted,
+    TAG_PREEMPTED: _dec_preempted,
+    TAG_DECIDE: _dec_decide,
+    TAG_HEARTBEAT: _dec_heartbeat,
+    TAG_CATCHUP_REQUEST: _dec_catchup_request,
+    TAG_CATCHUP_REPLY: _dec_catchup_reply,
+    TAG_CLIENT_REPLY: _dec_client_reply,
+    TAG_HELLO: _dec_hello,
+    TAG_HELLO_ACK: _dec_hello_ack,
+    TAG_ERROR_REPLY: _dec_error_reply,
+    TAG_SUBMIT: _dec_submit,
+    TAG_SUBSCRIBE: _dec_subscribe,
+    TAG_LOG_ENTRIES: _dec_log_entries,
+    TAG_STATUS_REQUEST: _dec_status_request,
+    TAG_STATUS_REPLY: _dec_status_reply,
+}
+
+#: Every message type the codec handles (tests check this against the unions).
+MESSAGE_TYPES: Final[tuple[type, ...]] = tuple(_ENCODERS)
+
+
+def to_wire(msg: Message) -> list[Any]:
+    """The msgpack-ready array form of `msg` (for callers that pack several together)."""
+    enc = _ENCODERS.get(type(msg))
+    if enc is None:
+        raise TypeError(f"not a paxoi wire message: {type(msg).__name__}")
+    return enc(msg)
+
+
+def from_wire(obj: Any) -> Message:
+    """The message an unpacked msgpack object denotes; DecodeError if it denotes none."""
+    if type(obj) is not list or not obj:
+        raise DecodeError(f"not a message array: {short(obj)}")
+    tag = obj[0]
+    dec = _DECODERS.get(tag) if type(tag) is int else None
+    if dec is None:
+        raise DecodeError(f"unknown message tag: {short(tag)}")
+    return dec(obj)
+
+
+def encode(msg: Message) -> bytes:
+    """`msg` as one msgpack payload (frame it with `paxoi.wire.framing.frame`).
+
+    Locally built messages are trusted: encoding does not re-validate them. A message
+    of a type the codec does not know is a bug here, so it raises TypeError.
+    """
+    enc = _ENCODERS.get(type(msg))
+    if enc is None:
+        raise TypeError(f"not a paxoi wire message: {type(msg).__name__}")
+    return pack(enc(msg))
+
+
+def decode(data: bytes) -> Message:
+    """The message in one payload. Raises DecodeError, and nothing else, on any bad input."""
+    obj = unpack(data)
+    if type(obj) is not list or not obj:
+        raise DecodeError(f"not a message array: {short(obj)}")
+    tag = obj[0]
+    dec = _DECODERS.get(tag) if type(tag) is int else None
+    if dec is None:
+        raise DecodeError(f"unknown message tag: {short(tag)}")
+    return dec(obj)
+
+
+__all__ = [
+    "MESSAGE_TYPES",
+    "PROTOCOL_VERSION",
+    "ClientMessage",
+    "DecodeError",
+    "Message",
+    "decode",
+    "encode",
+    "from_wire",
+    "to_wire",
+]

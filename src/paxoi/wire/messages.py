@@ -1,0 +1,142 @@
+"""Transport-level messages: what the TCP shell says besides the core's Paxos messages.
+
+The core (`paxoi.core.messages`) knows nothing of connections, handshakes, clients that
+subscribe to the log, or status queries; these belong to the networked shell, so they
+live here, next to the codec that puts them on the wire. Like the core's messages they
+are frozen slotted dataclasses: cheap to build, hashable, and impossible to mutate after
+a decode has validated them.
+
+Validation happens in the decoder (`paxoi.wire.codec`), not in `__post_init__`: locally
+built messages are trusted and should cost nothing extra on the hot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..core.types import Ballot, ClientId, Command, NodeId, Slot
+
+#: The two kinds of peer a connection can come from (`Hello.kind`).
+KIND_SERVER = "server"
+KIND_CLIENT = "client"
+HELLO_KINDS: frozenset[str] = frozenset({KIND_SERVER, KIND_CLIENT})
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The first frame on every connection, in both directions.
+
+    It says which protocol version and cluster the sender speaks and who it is: a server
+    (`node` set) or a client (`client` set). The receiver rejects a wrong cluster, an
+    unknown node or a version it does not speak *before* any Paxos message is trusted.
+    """
+
+    version: int
+    cluster: str
+    kind: str
+    node: NodeId | None = None
+    client: ClientId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HelloAck:
+    """A server's answer to a client's Hello: who it is and whom it believes leads.
+
+    `leader` lets a client go straight to the leader instead of learning it by redirect.
+    """
+
+    version: int
+    cluster: str
+    node: NodeId
+    leader: NodeId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    """A client asks the cluster to order and apply `command` (answered by ClientReply)."""
+
+    command: Command
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """A client asks for the committed log from `from_slot` on, then for every new entry.
+
+    This is the chat subscription: an interactive client shows messages as they commit.
+    """
+
+    from_slot: Slot
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntries:
+    """Server to a subscribed client: applied entries as (slot, command, result), in order.
+
+    A slot holds a batch, so consecutive entries may share a slot.
+    """
+
+    entries: tuple[tuple[Slot, Command, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    """Ask a server for its StatusReply (used by `paxoi status`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReply:
+    """One server's view of itself: roles, leader, ballot, and how far its log got.
+
+    `extra` carries counters and labels that do not deserve a field of their own (queue
+    lengths, uptime, storage path), so `paxoi status` can grow without a protocol change.
+    """
+
+    node: NodeId
+    roles: tuple[str, ...]
+    leader: NodeId | None
+    ballot: Ballot | None
+    is_leader: bool
+    chosen: Slot
+    applied: Slot
+    extra: dict[str, int | str] = field(default_factory=dict)
+
+
+#: Codes an ErrorReply may carry. Strings, not an enum, so an old client shows a new
+#: code it does not know rather than failing to decode the reply.
+ERROR_BUSY = "busy"
+ERROR_BAD_REQUEST = "bad-request"
+ERROR_WRONG_CLUSTER = "wrong-cluster"
+ERROR_WRONG_VERSION = "wrong-version"
+ERROR_UNAUTHORIZED = "unauthorized"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """The server refuses something (before closing the connection, or to one request).
+
+    `code` is machine-readable ("busy", "bad-request", "wrong-cluster", ...), `message`
+    is for humans and logs.
+    """
+
+    code: str
+    message: str = ""
+
+
+__all__ = [
+    "ERROR_BAD_REQUEST",
+    "ERROR_BUSY",
+    "ERROR_UNAUTHORIZED",
+    "ERROR_WRONG_CLUSTER",
+    "ERROR_WRONG_VERSION",
+    "HELLO_KINDS",
+    "KIND_CLIENT",
+    "KIND_SERVER",
+    "ErrorReply",
+    "Hello",
+    "HelloAck",
+    "LogEntries",
+    "StatusReply",
+    "StatusRequest",
+    "Submit",
+    "Subscribe",
+]
