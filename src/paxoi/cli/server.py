@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
                 watcher.cancel()
 
     _run_loop(main())
+    if server.failed is not None:
+        fail("server", f"stopped: storage failed: {server.failed}")
     return 0
 
 

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import random
 import signal
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -24,7 +24,14 @@ from ..apps.chat import ChatEntry, ChatLog, canonical_line
 from ..core.messages import ClientReply, PeerMessage, is_peer_message
 from ..core.node import Node
 from ..core.types import ClientId, Command, NodeId
-from ..storage import GroupCommitter, MemoryStorage, NodeIdentity, SqliteStorage, Storage
+from ..storage import (
+    GroupCommitter,
+    MemoryStorage,
+    NodeIdentity,
+    SqliteStorage,
+    Storage,
+    StorageError,
+)
 from ..transport.tcp import (
     HANDSHAKE_TIMEOUT,
     Address,
@@ -99,6 +106,8 @@ class Server:
         self._written = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
+        #: Why the server stopped on its own, if it did (a storage failure).
+        self.failed: BaseException | None = None
         self.stats = {"peer_in": 0, "peer_out": 0, "client_in": 0, "dropped": 0, "rejected": 0}
 
     def _open_storage(self) -> Storage:
@@ -127,9 +136,21 @@ class Server:
     def stop(self) -> None:
         self._stop.set()
 
+    def _fatal(self, error: BaseException) -> None:
+        """The disk failed: what is durable is now unknown, so nothing more may leave
+        this node. Stop, and exit non-zero (see `failed`)."""
+        if self.failed is None:
+            self.failed = error
+            log.critical("node %d: storage failed, stopping: %s", self.id, error)
+        self._stop.set()
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.committer = GroupCommitter(self.storage, loop.call_soon_threadsafe)
+        self.committer = GroupCommitter(
+            self.storage,
+            loop.call_soon_threadsafe,
+            on_error=partial(_call_in, loop, self._fatal),
+        )
         if self.data_dir is not None:
             self._chat_file = open(self.data_dir / "chat.log", "w", encoding="utf-8")  # noqa: SIM115
         self._server = await asyncio.start_server(
@@ -171,7 +192,10 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self.committer is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.committer.close)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.committer.close)
+            except StorageError as e:
+                self.failed = self.failed or e
         self.storage.close()
         if self._chat_file is not None:
             self._chat_file.close()
@@ -208,7 +232,13 @@ class Server:
         self._send_all(ready.send)
         if ready.persist or ready.send_after_persist:
             assert self.committer is not None
-            self.committer.submit(ready.persist, partial(self._release, ready.send_after_persist))
+            try:
+                self.committer.submit(
+                    ready.persist, partial(self._release, ready.send_after_persist)
+                )
+            except StorageError as e:
+                self._fatal(e)
+                return
         if ready.applied:
             self._on_applied()
         for reply in ready.replies:
@@ -390,6 +420,12 @@ class Server:
                 **self.stats,
             },
         )
+
+
+def _call_in(
+    loop: asyncio.AbstractEventLoop, fn: Callable[[BaseException], None], error: BaseException
+) -> None:
+    loop.call_soon_threadsafe(fn, error)
 
 
 class _Refuse(Exception):
