@@ -38,8 +38,8 @@ def test_unknown_bug_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> Non
     assert "unknown bug" in capsys.readouterr().err
 
 
-def test_demo_shows_equal_hashes(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
+def test_simulated_demo_shows_equal_hashes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--simulated"]) == 0
     out = capsys.readouterr().out
     hashes = {line.split("sha256 ")[1] for line in out.splitlines() if "sha256" in line}
     assert len(hashes) == 1
