@@ -12,6 +12,7 @@ import random
 import pytest
 from core_helpers import (
     Cluster,
+    ListMachine,
     all_out,
     campaign,
     check_safety,
@@ -487,3 +488,25 @@ def test_planted_bug_leader_ignores_accepted_overwrites_a_chosen_value(planted: 
     else:
         assert c.decided(2)[0] == X
         check_safety(c)
+
+
+def test_skip_slot_leaves_a_hole_that_the_next_leader_fills_with_a_noop() -> None:
+    """UMich test 4: the primary skips slot X; once it dies its successor finds the hole
+    (a slot below the highest accepted one that no acceptor accepted) and fills it."""
+    cfg = config(3)
+    c = Cluster(cfg)
+    c.nodes[0] = Node(0, cfg, random.Random(0), ListMachine(), skip_slot=1)
+    assert c.elect() == 0
+    c.submit(0, cmd("a", 1), cmd("a", 2), cmd("a", 3))
+    accepted_slots = {m.slot for _, _, m in c.sent_of(Accept)}
+    assert 1 not in accepted_slots
+    assert {0, 2, 3} <= accepted_slots
+    replica = c.nodes[1].replica
+    assert replica is not None and replica.slot_out == 1  # stuck behind the hole
+    c.crash(0)
+    assert c.elect() != 0
+    for n in (1, 2):
+        machine = c.machines[n]
+        assert machine is not None
+        assert [(s, q) for s, _, q, _ in machine.entries] == [(0, 1), (2, 2), (3, 3)]
+        assert c.nodes[n].log.get(1) == ()

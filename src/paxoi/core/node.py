@@ -49,6 +49,7 @@ class Node:
         machine: StateMachine | None = None,
         durable: DurableState | None = None,
         bugs: frozenset[Bug] = frozenset(),
+        skip_slot: Slot | None = None,
     ) -> None:
         if node_id not in config.roles:
             raise UsageError(f"node {node_id} is not in the cluster configuration")
@@ -97,6 +98,7 @@ class Node:
                 self._decided,
                 state.round_used,
                 bugs,
+                skip_slot,
             )
 
     # ------------------------------------------------------------------ inputs

@@ -74,8 +74,12 @@ class Proposer:
         learn: Learn,
         round_used: int = -1,
         bugs: frozenset[Bug] = frozenset(),
+        skip_slot: Slot | None = None,
     ) -> None:
         self.id = node_id
+        #: Fault injection (UMich test 4): as leader, never propose a command at this slot,
+        #: leaving a hole that a successor must find and fill with a no-op.
+        self.skip_slot = skip_slot
         self._cfg = config
         self._log = log
         self._send = send
@@ -99,7 +103,9 @@ class Proposer:
         self._adopted: dict[Slot, PValue] = {}
         # phase 2
         self.next_slot: Slot = 0
+        #: Slots [_recover_next, _recover_top) still to re-propose after winning phase 1.
         self._recover_next: Slot = 0
+        self._recover_top: Slot = 0
         self._inflight: dict[Slot, _Proposal] = {}
         self._pending: deque[Command] = deque()
         self._queued: set[tuple[ClientId, Seq]] = set()
@@ -206,26 +212,29 @@ class Proposer:
         self.next_slot = max(top, self._log.top, start)
         # Slots [start, next_slot) are re-proposed (adopted value, or a no-op for a hole)
         # through the window, ahead of new commands.
-        self._recover_next = start
+        self._recover_next, self._recover_top = start, self.next_slot
         self._heartbeat()
         self._fill_window()
 
     # ------------------------------------------------------------------ phase 2
     def _fill_window(self) -> None:
         limits = self._cfg.limits
-        while self._recover_next < self.next_slot and len(self._inflight) < limits.window:
+        while self._recover_next < self._recover_top and len(self._inflight) < limits.window:
             slot = self._recover_next
             self._recover_next += 1
             if slot not in self._log and slot not in self._inflight:
                 pv = self._adopted.pop(slot, None)
                 self._propose(slot, pv.value if pv is not None else NOOP)
-        if self._recover_next < self.next_slot:
+        if self._recover_next < self._recover_top:
             return
         self._adopted = {}
         # R5: never more than `window` slots beyond the decided prefix, so one stuck slot
         # cannot make replicas buffer an unbounded run of decisions they cannot apply.
         horizon = self._log.floor + limits.window
         while self._pending and len(self._inflight) < limits.window and self.next_slot < horizon:
+            if self.next_slot == self.skip_slot:
+                self.next_slot += 1
+                continue
             n = min(limits.max_batch, len(self._pending))
             batch = tuple(self._pending.popleft() for _ in range(n))
             slot = self.next_slot
@@ -314,4 +323,4 @@ class Proposer:
         self._queued.clear()
         self._promised_by = set()
         self._adopted = {}
-        self._recover_next = self.next_slot
+        self._recover_next = self._recover_top = self.next_slot

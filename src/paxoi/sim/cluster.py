@@ -29,7 +29,7 @@ from .disk import SimDisk
 from .network import SimNetwork
 from .workload import SimClient
 
-FAULTS = ("loss", "duplicate", "reorder", "partition", "crash")
+FAULTS = ("loss", "duplicate", "reorder", "partition", "crash", "skip")
 LAYOUTS = ("colocated", "separate")
 
 
@@ -123,6 +123,15 @@ class Simulation:
             delay_max=rng.choice([2, 10, 40]) if "reorder" in faults else 1,
         )
         self.disk_latency = (1, rng.choice([2, 8, 20]))
+        # "skip": one proposer's first incarnation leaves a hole at one slot (UMich test 4).
+        # Its own stream, so choosing it does not perturb the other faults of the seed.
+        self.skip: tuple[NodeId, Slot] | None = None
+        if "skip" in faults:
+            skip_rng = random.Random(f"skip/{params.seed}")
+            self.skip = (
+                skip_rng.choice(self.config.proposers),
+                skip_rng.randrange(30),
+            )
         self.checker = Checker(self.config.quorum)
         self.nodes: dict[NodeId, Node | None] = {}
         self.disks: dict[NodeId, SimDisk] = {}
@@ -187,6 +196,7 @@ class Simulation:
     # ---------------------------------------------------------------- nodes
     def _start(self, nid: NodeId) -> None:
         machine = RecordingMachine()
+        skip = self.skip
         node = Node(
             nid,
             self.config,
@@ -194,6 +204,7 @@ class Simulation:
             machine,
             self.disks[nid].durable.copy(),
             self.p.bugs,
+            skip[1] if skip is not None and skip[0] == nid and self.incarnation[nid] == 0 else None,
         )
         self.nodes[nid] = node
         self.machines[nid] = machine
@@ -310,6 +321,8 @@ class Simulation:
                 self.down = set()
                 if "crash" in self.p.faults and not self.p.all_up_at_end:
                     self.down = self._survivable_outage()
+                if self.skip is not None and self.incarnation[self.skip[0]] == 0:
+                    self._crash(self.skip[0])  # a hole heals only once its leader goes
                 for nid in self.config.nodes:
                     if nid in self.down:
                         self._crash(nid)
