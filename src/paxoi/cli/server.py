@@ -32,6 +32,28 @@ def register(subparsers: Any) -> None:
         "--memory", action="store_true", help="keep state in memory only (lost on exit)"
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    faults = parser.add_argument_group(
+        "fault injection", "the same as the `faults:` fields of the configuration file"
+    )
+    faults.add_argument(
+        "--drop-rate", type=float, metavar="P", help="drop each message with probability P"
+    )
+    faults.add_argument("--seed", type=int, help="seed of the drop generator")
+    faults.add_argument(
+        "--skip-slot",
+        type=int,
+        metavar="X",
+        help="as leader, leave slot X empty, then die soon after passing it (-1: off)",
+    )
+    faults.add_argument(
+        "--time-bomb",
+        type=int,
+        metavar="N",
+        help="as leader, crash after sending N Paxos messages (heartbeats not counted)",
+    )
+    faults.add_argument(
+        "--lifetime", type=float, metavar="SECONDS", help="crash this long after starting"
+    )
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
@@ -43,6 +65,23 @@ def run(args: argparse.Namespace) -> int:
             update={"fsync": config.storage.fsync and not args.no_fsync, "memory": args.memory}
         )
         config = config.model_copy(update={"storage": storage})
+    overrides = {
+        "msg_drop_rate": args.drop_rate,
+        "seed": args.seed,
+        "skip_slot": args.skip_slot,
+        "time_bomb": args.time_bomb,
+        "lifetime": args.lifetime,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides:
+        from paxoi.server.config import parse_config
+
+        data = config.model_dump()
+        data["faults"].update(overrides)
+        try:
+            config = parse_config(data, "command line")
+        except PaxoiError as e:
+            fail("server", str(e), 2)
     setup_logging(args.log_level, f"node-{args.id} ")
     from paxoi.server.local import parent_watchdog
     from paxoi.server.runtime import Server

@@ -71,8 +71,19 @@ class StorageEntry(_Strict):
 class FaultsEntry(_Strict):
     """Fault injection, for tests and demonstrations; all off by default."""
 
+    #: Each message between servers, and between clients and servers, is dropped with
+    #: this probability (from a generator seeded with `seed`).
     msg_drop_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     seed: int = 0
+    #: As leader, never propose a command at this slot (-1: off); once past it, die
+    #: `skip_slot_grace` seconds later, leaving the hole to the next leader (UMich test 4).
+    skip_slot: Annotated[int, Field(ge=-1)] = -1
+    skip_slot_grace: Annotated[float, Field(ge=0.0)] = 1.0
+    #: As leader, crash after sending this many Paxos messages to other servers
+    #: (heartbeats not counted); 0 crashes at once when leading. None: off.
+    time_bomb: Annotated[int, Field(ge=0)] | None = None
+    #: Exit (as a crash) this many seconds after starting. None: live forever.
+    lifetime: Annotated[float, Field(gt=0.0)] | None = None
 
 
 class PaxoiConfig(_Strict):

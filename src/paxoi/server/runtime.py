@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 from collections.abc import Callable, Coroutine, Iterable
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..apps.chat import ChatEntry, ChatLog, canonical_line
-from ..core.messages import ClientReply, PeerMessage, is_peer_message
+from ..core.messages import PROTOCOL_MESSAGES, ClientReply, PeerMessage, is_peer_message
 from ..core.node import Node
 from ..core.types import ClientId, Command, NodeId
 from ..storage import (
@@ -59,6 +60,8 @@ from .config import PaxoiConfig
 log = logging.getLogger("paxoi.server")
 
 SUBSCRIBE_CHUNK = 512
+#: Exit status of a server that crashed itself on purpose (time bomb, lifetime, skip slot).
+CRASH_EXIT_CODE = 3
 
 
 class ClientSession:
@@ -94,9 +97,19 @@ class Server:
         seed = config.faults.seed
         self._rng = random.Random(f"{seed}/{node_id}") if seed else random.Random()
         self._drop_rng = random.Random(f"drop/{seed}/{node_id}")
+        faults = config.faults
         self.node = Node(
-            node_id, config.cluster_config(), self._rng, self.machine, self.storage.load()
+            node_id,
+            config.cluster_config(),
+            self._rng,
+            self.machine,
+            self.storage.load(),
+            skip_slot=faults.skip_slot if faults.skip_slot >= 0 else None,
         )
+        #: Paxos messages sent to other servers while leading (for the time bomb).
+        self.bomb_count = 0
+        self._doomed = False
+        self._skip_passed = False
         self.committer: GroupCommitter | None = None
         self.links: dict[NodeId, PeerLink] = {}
         self.sessions: dict[ClientId, ClientSession] = {}
@@ -136,6 +149,35 @@ class Server:
     def stop(self) -> None:
         self._stop.set()
 
+    def crash(self, why: str) -> None:
+        """An injected fault: die like a SIGKILL would (no clean shutdown), but say why.
+
+        Sends stop at once; the process exits a moment later, so that what was already
+        handed to the sockets (the time bomb's last message) does leave."""
+        if self._doomed:
+            return
+        self._doomed = True
+        log.critical("node %d crashes itself: %s", self.id, why)
+        logging.shutdown()
+        asyncio.get_running_loop().call_later(0.05, os._exit, CRASH_EXIT_CODE)
+
+    def _check_faults(self) -> None:
+        faults = self.config.faults
+        proposer = self.node.proposer
+        if not self.node.is_leader or proposer is None:
+            return
+        if faults.time_bomb is not None and self.bomb_count >= faults.time_bomb:
+            self.crash(f"time bomb: {self.bomb_count} Paxos messages sent as leader")
+        if (
+            faults.skip_slot >= 0
+            and proposer.next_slot > faults.skip_slot + 1
+            and not self._skip_passed
+        ):
+            self._skip_passed = True
+            asyncio.get_running_loop().call_later(
+                faults.skip_slot_grace, self.crash, f"skipped slot {faults.skip_slot} and moved on"
+            )
+
     def _fatal(self, error: BaseException) -> None:
         """The disk failed: what is durable is now unknown, so nothing more may leave
         this node. Stop, and exit non-zero (see `failed`)."""
@@ -169,6 +211,8 @@ class Server:
                 link.start()
                 self.links[peer] = link
         self._spawn(self._ticker())
+        if self.config.faults.lifetime is not None:
+            loop.call_later(self.config.faults.lifetime, self.crash, "its lifetime is over")
         self._flush()  # the replay of the durable log, if any
         log.info(
             "node %d serving on %s:%d (roles %s, data %s)",
@@ -226,6 +270,8 @@ class Server:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._doomed:
+            return  # a crashing node sends nothing more
         ready = self.node.take_ready()
         if ready.is_empty():
             return
@@ -243,9 +289,12 @@ class Server:
             self._on_applied()
         for reply in ready.replies:
             self._reply(reply)
+        self._check_faults()
 
     def _release(self, messages: list[tuple[NodeId, PeerMessage]]) -> None:
         """The records these messages depend on are durable: let them go."""
+        if self._doomed:
+            return
         local = [m for dst, m in messages if dst == self.id]
         self._send_all((dst, m) for dst, m in messages if dst != self.id)
         for m in local:
@@ -255,12 +304,17 @@ class Server:
     def _send_all(self, messages: Iterable[tuple[NodeId, PeerMessage]]) -> None:
         encoded: dict[int, bytes] = {}  # a broadcast is encoded once
         drop = self.config.faults.msg_drop_rate
+        bomb = self.config.faults.time_bomb
         for dst, msg in messages:
             link = self.links.get(dst)
-            if link is None:
+            if link is None or self._doomed:
                 continue
-            if drop and self._drop_rng.random() < drop:
-                self.stats["dropped"] += 1
+            if bomb is not None and isinstance(msg, PROTOCOL_MESSAGES) and self.node.is_leader:
+                if self.bomb_count >= bomb:
+                    self.crash(f"time bomb: {self.bomb_count} Paxos messages sent as leader")
+                    continue
+                self.bomb_count += 1
+            if drop and self._dropped():
                 continue
             data = encoded.get(id(msg))
             if data is None:
@@ -282,15 +336,16 @@ class Server:
 
     def _reply(self, reply: ClientReply) -> None:
         session = self.sessions.get(reply.client)
-        if session is None:
-            return
-        if (
-            self.config.faults.msg_drop_rate
-            and self._drop_rng.random() < self.config.faults.msg_drop_rate
-        ):
+        if session is not None and not self._dropped():
+            session.send(reply)
+
+    def _dropped(self) -> bool:
+        """Fault injection: should this message be lost?"""
+        rate = self.config.faults.msg_drop_rate
+        if rate and self._drop_rng.random() < rate:
             self.stats["dropped"] += 1
-            return
-        session.send(reply)
+            return True
+        return False
 
     # ------------------------------------------------------------------ connections
     async def _on_connection(
@@ -377,6 +432,8 @@ class Server:
                         if msg.command.client != client:
                             raise _Refuse("forged", "a client may submit only its own commands")
                         self.stats["client_in"] += 1
+                        if self._dropped():
+                            continue
                         self.node.submit(msg.command)
                     elif isinstance(msg, Subscribe):
                         self._subscribe(session, msg.from_slot)
