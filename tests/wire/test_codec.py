@@ -35,6 +35,8 @@ from paxoi.wire.codec import (
     to_wire,
 )
 from paxoi.wire.messages import (
+    Control,
+    ControlReply,
     ErrorReply,
     Hello,
     HelloAck,
@@ -97,6 +99,11 @@ EXAMPLES: list[Message] = [
     ErrorReply("busy", "too many pending requests"),
     ErrorReply("wrong-cluster", "expected cluster 'prod-1', got 'test'"),
     ErrorReply("bad-request"),
+    Control("partition", (0, 2)),
+    Control("heal"),
+    Control("time_bomb", (), 3),
+    ControlReply(True),
+    ControlReply(False, "control is off: set faults.control"),
 ]
 
 

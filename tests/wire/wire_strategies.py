@@ -27,6 +27,9 @@ from paxoi.core.messages import (
 )
 from paxoi.core.types import Ballot, Command, PValue, Role
 from paxoi.wire.messages import (
+    CONTROL_ACTIONS,
+    Control,
+    ControlReply,
     ErrorReply,
     Hello,
     HelloAck,
@@ -87,6 +90,13 @@ MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     Hello: _hello_server | _hello_client,
     HelloAck: st.builds(HelloAck, nats, st.text(max_size=16), node_ids, opt_nodes),
     ErrorReply: st.builds(ErrorReply, st.text(min_size=1, max_size=16), st.text(max_size=40)),
+    Control: st.builds(
+        Control,
+        st.sampled_from(sorted(CONTROL_ACTIONS)),
+        st.lists(nats, max_size=4).map(tuple),
+        nats,
+    ),
+    ControlReply: st.builds(ControlReply, st.booleans(), st.text(max_size=40)),
     Submit: st.builds(Submit, st.builds(Command, client_ids, st.integers(1, MAX_INT), payloads)),
     Subscribe: st.builds(Subscribe, slots),
     LogEntries: st.builds(

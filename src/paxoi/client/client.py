@@ -30,6 +30,8 @@ from ..wire.codec import PROTOCOL_VERSION, Message, encode
 from ..wire.framing import frame
 from ..wire.messages import (
     KIND_CLIENT,
+    Control,
+    ControlReply,
     ErrorReply,
     Hello,
     HelloAck,
@@ -160,10 +162,23 @@ class AsyncClient:
 
     async def status(self, node: NodeId, timeout: float = 2.0) -> StatusReply:
         """Ask one server about itself (its own connection, not the command path)."""
+        reply = await self._ask(node, StatusRequest(), StatusReply, timeout)
+        assert isinstance(reply, StatusReply)
+        return reply
+
+    async def control(self, node: NodeId, request: Control, timeout: float = 2.0) -> ControlReply:
+        """Run-time fault injection on one server (it must have faults.control on)."""
+        reply = await self._ask(node, request, ControlReply, timeout)
+        assert isinstance(reply, ControlReply)
+        if not reply.ok:
+            raise ServerRefused(f"node {node}: {reply.message}")
+        return reply
+
+    async def _ask(self, node: NodeId, request: Message, answer: type, timeout: float) -> Message:
         host, port = self.servers[node]
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
         try:
-            writer.write(frame(encode(self._hello())) + frame(encode(StatusRequest())))
+            writer.write(frame(encode(self._hello())) + frame(encode(request)))
             frames = FrameReader(reader, 64 * 1024 * 1024)
             while True:
                 msg = await asyncio.wait_for(frames.read_one(), timeout)
@@ -171,7 +186,7 @@ class AsyncClient:
                     raise ClientError(f"node {node} closed the connection")
                 if isinstance(msg, ErrorReply):
                     raise ServerRefused(f"node {node}: {msg.code}: {msg.message}")
-                if isinstance(msg, StatusReply):
+                if isinstance(msg, answer):
                     return msg
         finally:
             await close_quietly(writer)

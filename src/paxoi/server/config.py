@@ -84,6 +84,9 @@ class FaultsEntry(_Strict):
     time_bomb: Annotated[int, Field(ge=0)] | None = None
     #: Exit (as a crash) this many seconds after starting. None: live forever.
     lifetime: Annotated[float, Field(gt=0.0)] | None = None
+    #: Accept run-time fault injection (partition, heal, time bomb) from clients.
+    #: For test harnesses only: anyone who can connect could then disrupt the cluster.
+    control: bool = False
 
 
 class PaxoiConfig(_Strict):

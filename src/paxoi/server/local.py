@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..core.types import NodeId
-from ..wire.messages import StatusReply
+from ..wire.messages import Control, StatusReply
 from .config import PaxoiConfig, dump_config
 
 
@@ -144,6 +144,33 @@ class LocalCluster:
 
         self.wait_for(has_leader, timeout, "a leader")
         return found[-1]
+
+    # ------------------------------------------------------------------ faults at run time
+    # (the servers need faults.control: true)
+    def partition(self, *groups: Iterable[NodeId]) -> None:
+        """Split the servers: each group hears only its own members until `heal`."""
+        sets = [set(g) for g in groups]
+        for group in sets:
+            others = tuple(n for n in self.config.servers if n not in group)
+            for node in group:
+                self._control(node, Control("partition", others))
+
+    def heal(self) -> None:
+        for node in self.config.servers:
+            if self.alive(node):
+                self._control(node, Control("heal"))
+
+    def time_bomb(self, node: NodeId, messages: int) -> None:
+        """Server `node` crashes after sending `messages` more Paxos messages as leader."""
+        self._control(node, Control("time_bomb", (), messages))
+
+    def _control(self, node: NodeId, request: Control) -> None:
+        from ..client import AsyncClient
+
+        async def send() -> None:
+            await AsyncClient.from_config(self.config, name="control").control(node, request)
+
+        asyncio.run(send())
 
     def chat_log(self, node: NodeId) -> bytes:
         path = self.config.data_dir(node) / "chat.log"

@@ -46,6 +46,8 @@ from ..wire.framing import frame
 from ..wire.messages import (
     KIND_CLIENT,
     KIND_SERVER,
+    Control,
+    ControlReply,
     Hello,
     HelloAck,
     LogEntries,
@@ -108,6 +110,9 @@ class Server:
         )
         #: Paxos messages sent to other servers while leading (for the time bomb).
         self.bomb_count = 0
+        self._bomb_limit: int | None = faults.time_bomb
+        #: Peers cut off by a Control("partition"): nothing is sent to or taken from them.
+        self.blocked: frozenset[NodeId] = frozenset()
         self._doomed = False
         self._skip_passed = False
         self.committer: GroupCommitter | None = None
@@ -166,7 +171,7 @@ class Server:
         proposer = self.node.proposer
         if not self.node.is_leader or proposer is None:
             return
-        if faults.time_bomb is not None and self.bomb_count >= faults.time_bomb:
+        if self._bomb_limit is not None and self.bomb_count >= self._bomb_limit:
             self.crash(f"time bomb: {self.bomb_count} Paxos messages sent as leader")
         if (
             faults.skip_slot >= 0
@@ -304,10 +309,10 @@ class Server:
     def _send_all(self, messages: Iterable[tuple[NodeId, PeerMessage]]) -> None:
         encoded: dict[int, bytes] = {}  # a broadcast is encoded once
         drop = self.config.faults.msg_drop_rate
-        bomb = self.config.faults.time_bomb
+        bomb = self._bomb_limit
         for dst, msg in messages:
             link = self.links.get(dst)
-            if link is None or self._doomed:
+            if link is None or self._doomed or dst in self.blocked:
                 continue
             if bomb is not None and isinstance(msg, PROTOCOL_MESSAGES) and self.node.is_leader:
                 if self.bomb_count >= bomb:
@@ -409,6 +414,8 @@ class Server:
                     raise _Refuse(
                         "forged", f"node {peer} sent a message claiming to be from {msg.src}"
                     )
+                if peer in self.blocked:
+                    continue  # a simulated partition
                 self.stats["peer_in"] += 1
                 self.node.step(msg)
             self._kick()
@@ -439,6 +446,8 @@ class Server:
                         self._subscribe(session, msg.from_slot)
                     elif isinstance(msg, StatusRequest):
                         session.send(self.status())
+                    elif isinstance(msg, Control):
+                        session.send(self._control(msg))
                     else:
                         raise _Refuse("unexpected", f"{type(msg).__name__} is not a client request")
                 self._kick()
@@ -448,6 +457,19 @@ class Server:
             self._subscribers.discard(session)
             if self.sessions.get(client) is session:
                 del self.sessions[client]
+
+    def _control(self, msg: Control) -> ControlReply:
+        if not self.config.faults.control:
+            return ControlReply(False, "run-time fault injection is off (faults.control)")
+        log.warning("node %d: control %s %s %s", self.id, msg.action, list(msg.nodes), msg.value)
+        if msg.action == "partition":
+            self.blocked = frozenset(msg.nodes) - {self.id}
+        elif msg.action == "heal":
+            self.blocked = frozenset()
+        elif msg.action == "time_bomb":
+            self._bomb_limit, self.bomb_count = msg.value, 0
+            self._check_faults()
+        return ControlReply(True, f"{msg.action} done")
 
     def _subscribe(self, session: ClientSession, from_slot: int) -> None:
         backlog = [e for e in self.machine.since(0) if e.slot >= from_slot]

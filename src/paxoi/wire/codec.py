@@ -40,9 +40,12 @@ from ..core.messages import (
 )
 from ..core.types import Role
 from .messages import (
+    CONTROL_ACTIONS,
     HELLO_KINDS,
     KIND_CLIENT,
     KIND_SERVER,
+    Control,
+    ControlReply,
     ErrorReply,
     Hello,
     HelloAck,
@@ -80,6 +83,8 @@ ClientMessage: TypeAlias = (
     | StatusReply
     | ErrorReply
     | ClientReply
+    | Control
+    | ControlReply
 )
 #: Everything that can travel in a frame.
 Message: TypeAlias = PeerMessage | ClientMessage
@@ -103,6 +108,8 @@ TAG_SUBSCRIBE: Final = 21
 TAG_LOG_ENTRIES: Final = 22
 TAG_STATUS_REQUEST: Final = 23
 TAG_STATUS_REPLY: Final = 24
+TAG_CONTROL: Final = 25
+TAG_CONTROL_REPLY: Final = 26
 
 _STATUSES: Final[dict[str, ReplyStatus]] = {s.value: s for s in ReplyStatus}
 _ROLES: Final[frozenset[str]] = frozenset(r.value for r in Role)
@@ -327,6 +334,32 @@ def _dec_error_reply(o: list[Any]) -> ErrorReply:
     return ErrorReply(code, _str(o[2], "message"))
 
 
+def _enc_control(m: Control) -> list[Any]:
+    return [TAG_CONTROL, m.action, list(m.nodes), m.value]
+
+
+def _dec_control(o: list[Any]) -> Control:
+    _arity(o, 4, "Control")
+    action = _str(o[1], "action")
+    if action not in CONTROL_ACTIONS:
+        raise _fail("control action", action)
+    nodes = o[2]
+    if type(nodes) is not list:
+        raise _fail("nodes", nodes)
+    return Control(action, tuple(_nat(n, "node") for n in nodes), _nat(o[3], "value"))
+
+
+def _enc_control_reply(m: ControlReply) -> list[Any]:
+    return [TAG_CONTROL_REPLY, m.ok, m.message]
+
+
+def _dec_control_reply(o: list[Any]) -> ControlReply:
+    _arity(o, 3, "ControlReply")
+    if type(o[1]) is not bool:
+        raise _fail("ok", o[1])
+    return ControlReply(o[1], _str(o[2], "message"))
+
+
 def _enc_submit(m: Submit) -> list[Any]:
     return [TAG_SUBMIT, command_to_wire(m.command)]
 
@@ -436,6 +469,8 @@ _ENCODERS: Final[dict[type, Callable[[Any], list[Any]]]] = {
     LogEntries: _enc_log_entries,
     StatusRequest: _enc_status_request,
     StatusReply: _enc_status_reply,
+    Control: _enc_control,
+    ControlReply: _enc_control_reply,
 }
 
 _DECODERS: Final[dict[int, Callable[[list[Any]], Message]]] = {
@@ -457,6 +492,8 @@ _DECODERS: Final[dict[int, Callable[[list[Any]], Message]]] = {
     TAG_LOG_ENTRIES: _dec_log_entries,
     TAG_STATUS_REQUEST: _dec_status_request,
     TAG_STATUS_REPLY: _dec_status_reply,
+    TAG_CONTROL: _dec_control,
+    TAG_CONTROL_REPLY: _dec_control_reply,
 }
 
 #: Every message type the codec handles (tests check this against the unions).

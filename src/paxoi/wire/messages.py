@@ -140,3 +140,29 @@ __all__ = [
     "Submit",
     "Subscribe",
 ]
+
+
+#: Run-time fault injection actions (`Control.action`).
+CONTROL_ACTIONS: frozenset[str] = frozenset({"partition", "heal", "time_bomb"})
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """Test-only fault injection at run time, refused unless `faults.control` is on.
+
+    "partition": drop all traffic to and from the servers in `nodes`; "heal": stop
+    dropping; "time_bomb": crash after `value` more Paxos messages sent as leader (0:
+    at once, if leading). Used by the scenario runner and the CS 380D master program.
+    """
+
+    action: str
+    nodes: tuple[NodeId, ...] = ()
+    value: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ControlReply:
+    """The answer to a Control: done, or why not."""
+
+    ok: bool
+    message: str = ""
