@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..apps.chat import ChatEntry, ChatLog, canonical_line
+from ..core.bugs import Bug, parse_bugs
 from ..core.messages import PROTOCOL_MESSAGES, ClientReply, PeerMessage, is_peer_message
 from ..core.node import Node
 from ..core.types import ClientId, Command, NodeId
@@ -107,6 +108,7 @@ class Server:
             self.machine,
             self.storage.load(),
             skip_slot=faults.skip_slot if faults.skip_slot >= 0 else None,
+            bugs=planted_bugs(),
         )
         #: Paxos messages sent to other servers while leading (for the time bomb).
         self.bomb_count = 0
@@ -505,6 +507,17 @@ def _call_in(
     loop: asyncio.AbstractEventLoop, fn: Callable[[BaseException], None], error: BaseException
 ) -> None:
     loop.call_soon_threadsafe(fn, error)
+
+
+def planted_bugs() -> frozenset[Bug]:
+    """Test-only: known protocol bugs to plant, from PAXOI_PLANT_BUG (comma-separated
+    names of `paxoi sim --list-bugs`), so the checkers can be shown to catch them on real
+    processes. Never set in production; a server running with one says so loudly."""
+    names = [n for n in os.environ.get("PAXOI_PLANT_BUG", "").split(",") if n.strip()]
+    bugs = parse_bugs([n.strip() for n in names])
+    for bug in bugs:
+        log.critical("PLANTED BUG %s is active: this server is deliberately unsafe", bug.value)
+    return bugs
 
 
 class _Refuse(Exception):
