@@ -80,6 +80,7 @@ EXAMPLES: list[Message] = [
     ClientReply("bob", 3, ReplyStatus.NOT_LEADER),
     ClientReply("bob", 4, ReplyStatus.BUSY),
     Hello(PROTOCOL_VERSION, "prod-1", "server", node=3),
+    Hello(PROTOCOL_VERSION, "prod-1", "server", node=3, incarnation=2**55 + 1),
     Hello(PROTOCOL_VERSION, "prod-1", "client", client="Zoë-客户端-🦊"),
     Hello(PROTOCOL_VERSION, "", "client", node=None, client=""),
     HelloAck(PROTOCOL_VERSION, "prod-1", 0, leader=None),

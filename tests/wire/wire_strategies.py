@@ -64,7 +64,13 @@ def _catchup_request() -> st.SearchStrategy[CatchupRequest]:
 
 
 _hello_server = st.builds(
-    Hello, nats, st.text(max_size=16), st.just("server"), node_ids, st.none() | client_ids
+    Hello,
+    nats,
+    st.text(max_size=16),
+    st.just("server"),
+    node_ids,
+    st.none() | client_ids,
+    st.just(0) | st.integers(1, 2**56),
 )
 _hello_client = st.builds(
     Hello, nats, st.text(max_size=16), st.just("client"), opt_nodes, client_ids

@@ -119,6 +119,9 @@ class Server:
         self._skip_passed = False
         self.committer: GroupCommitter | None = None
         self.links: dict[NodeId, PeerLink] = {}
+        #: Fixed for this process's life; peers remake their links when it changes.
+        self.incarnation = int.from_bytes(os.urandom(7), "big") | 1
+        self._peer_incarnations: dict[NodeId, int] = {}
         self.sessions: dict[ClientId, ClientSession] = {}
         self._subscribers: set[ClientSession] = set()
         self._flush_scheduled = False
@@ -214,6 +217,7 @@ class Server:
                     self.config.cluster,
                     self.config.limits.peer_queue,
                     self._rng,
+                    self.incarnation,
                 )
                 link.start()
                 self.links[peer] = link
@@ -382,7 +386,7 @@ class Server:
                     raise _Refuse(
                         "unknown-node", f"node {hello.node} is not a peer of node {self.id}"
                     )
-                await self._serve_peer(hello.node, frames)
+                await self._serve_peer(hello.node, hello.incarnation, frames)
             elif hello.kind == KIND_CLIENT and hello.client:
                 await self._serve_client(hello.client, frames, writer)
             else:
@@ -404,7 +408,15 @@ class Server:
         finally:
             await close_quietly(writer)
 
-    async def _serve_peer(self, peer: NodeId, frames: FrameReader) -> None:
+    async def _serve_peer(self, peer: NodeId, incarnation: int, frames: FrameReader) -> None:
+        link = self.links.get(peer)
+        if link is not None:
+            known = self._peer_incarnations.get(peer)
+            self._peer_incarnations[peer] = incarnation
+            if (known is not None and known != incarnation) or not link.connected:
+                # It restarted (or we could not reach it): remake our link to it now. Our
+                # own reconnecting never changes our incarnation, so this cannot loop.
+                link.reconnect()
         while True:
             batch = await frames.read_batch()
             if batch is None:

@@ -89,7 +89,9 @@ class PeerLink:
         cluster: str,
         max_queue: int,
         rng: random.Random,
+        incarnation: int = 0,
     ) -> None:
+        self.incarnation = incarnation
         self.me = me
         self.peer = peer
         self.address = address
@@ -102,9 +104,20 @@ class PeerLink:
         self.connected = False
         self.dropped = 0
         self.sent = 0
+        self.reconnects = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"link-{self.peer}")
+
+    def reconnect(self) -> None:
+        """Connect to the peer now: it is up (it just connected to us), and our link is
+        down or leads into a connection its restart left dead. Waiting out a backoff, or
+        writing into the dead connection, would make a restarted server miss heartbeats
+        and depose a healthy leader. Queued messages are kept."""
+        self.reconnects += 1
+        if self._task is not None:
+            self._task.cancel()
+        self.start()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -127,7 +140,17 @@ class PeerLink:
             try:
                 reader, writer = await asyncio.open_connection(self.address.host, self.address.port)
                 writer.write(
-                    frame(encode(Hello(PROTOCOL_VERSION, self.cluster, KIND_SERVER, self.me)))
+                    frame(
+                        encode(
+                            Hello(
+                                PROTOCOL_VERSION,
+                                self.cluster,
+                                KIND_SERVER,
+                                self.me,
+                                incarnation=self.incarnation,
+                            )
+                        )
+                    )
                 )
                 self.connected = True
                 backoff = 0.05

@@ -288,10 +288,18 @@ def _dec_client_reply(o: list[Any]) -> ClientReply:
 
 
 def _enc_hello(m: Hello) -> list[Any]:
-    return [TAG_HELLO, m.version, m.cluster, m.kind, m.node, m.client]
+    out = [TAG_HELLO, m.version, m.cluster, m.kind, m.node, m.client]
+    if m.incarnation:
+        out.append(m.incarnation)
+    return out
 
 
 def _dec_hello(o: list[Any]) -> Hello:
+    incarnation = 0
+    if len(o) == 7:
+        incarnation = _nat(o.pop(), "incarnation")
+        if not incarnation:
+            raise DecodeError("Hello with an explicit zero incarnation")
     _arity(o, 6, "Hello")
     kind = o[3]
     if type(kind) is not str or kind not in HELLO_KINDS:
@@ -305,7 +313,7 @@ def _dec_hello(o: list[Any]) -> Hello:
         raise DecodeError("server Hello without a node id")
     if kind == KIND_CLIENT and client is None:
         raise DecodeError("client Hello without a client id")
-    return Hello(_nat(o[1], "version"), _str(o[2], "cluster"), kind, node, client)
+    return Hello(_nat(o[1], "version"), _str(o[2], "cluster"), kind, node, client, incarnation)
 
 
 def _enc_hello_ack(m: HelloAck) -> list[Any]:

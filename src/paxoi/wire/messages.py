@@ -36,6 +36,10 @@ class Hello:
     kind: str
     node: NodeId | None = None
     client: ClientId | None = None
+    #: A server process's random number, fixed for its lifetime: when it changes, the
+    #: peer restarted, and links to it must be remade at once (see PeerLink.reconnect).
+    #: Sent only when non-zero, so the handshake's encoding is otherwise unchanged.
+    incarnation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
