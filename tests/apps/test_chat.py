@@ -135,3 +135,16 @@ def test_restore_rejects_garbage(data: bytes) -> None:
     with pytest.raises(ValueError):
         log.restore(data)
     assert [e.message for e in log.entries] == ["kept"]
+
+
+def test_escape_fast_path_agrees_with_the_rule_on_every_code_point() -> None:
+    """escape() skips text with nothing to escape (it runs over the whole log at every
+    start); the quick check must flag exactly the characters the rule escapes."""
+    import unicodedata
+
+    from paxoi.apps import chat
+
+    for code in range(0x110000):
+        ch = chr(code)
+        rule = ch in chat._ESCAPES or unicodedata.category(ch) in chat._ESCAPED_CATEGORIES
+        assert (chat._NEEDS_ESCAPE.search(ch) is not None) == rule, hex(code)

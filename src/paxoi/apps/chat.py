@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -21,8 +22,15 @@ _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _ESCAPED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
+#: Everything `escape` changes: a fast check lets ordinary text through untouched (it
+#: runs over the whole log on every server start). Cc, Cs, Zl and Zp, spelled out.
+_NEEDS_ESCAPE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
+
+
 def escape(text: str) -> str:
     """`text` on one line: backslash, tab, CR, LF and other line breaks escaped, C-style."""
+    if _NEEDS_ESCAPE.search(text) is None:
+        return text
     out: list[str] = []
     for ch in text:
         if ch in _ESCAPES:

@@ -122,6 +122,9 @@ def _run_loop(coro: Any) -> None:
     try:
         import uvloop  # optional: `pip install paxoi[fast]`
     except ImportError:
+        uvloop = None
+    # Outside the except block: a server error must not read as "No module named uvloop".
+    if uvloop is None:
         asyncio.run(coro)
     else:
         uvloop.run(coro)

@@ -128,6 +128,7 @@ class Server:
         self._chat_file: IO[str] | None = None
         self._written = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._connections: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         #: Why the server stopped on its own, if it did (a storage failure).
         self.failed: BaseException | None = None
@@ -236,6 +237,11 @@ class Server:
 
     async def close(self) -> None:
         self._server.close()
+        # Our connections' tasks are ours to end: left to the interpreter's teardown they
+        # would be cancelled mid-callback and logged as errors.
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
         for session in list(self.sessions.values()):
             session.closed = True
             session.writer.close()
@@ -362,6 +368,10 @@ class Server:
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
         peer = writer.get_extra_info("peername")
         frames = FrameReader(reader, self.config.limits.max_frame)
         try:
@@ -404,6 +414,10 @@ class Server:
                 "closed connection from %s: no handshake within %.0f s", peer, HANDSHAKE_TIMEOUT
             )
         except (ConnectionError, OSError):
+            pass
+        except asyncio.CancelledError:
+            # The server is closing. This task is the connection's own and ends here;
+            # ending it cancelled would make asyncio's stream callback log an error.
             pass
         finally:
             await close_quietly(writer)

@@ -510,6 +510,11 @@ def _connect(db: Path, fsync: bool) -> sqlite3.Connection:
     except sqlite3.Error as e:
         raise _db_error(e, db, "open") from e
     try:
+        # Nothing may write to a file we have not checked: SQLite would give a zero-length
+        # "database" a fresh header the moment WAL mode is set.
+        if db.stat().st_size == 0:
+            conn.close()
+            raise CorruptData(_corrupt_message(db, "the database file is empty"))
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'OFF'}")
     except sqlite3.Error as e:
