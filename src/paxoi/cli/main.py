@@ -13,9 +13,35 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from paxoi import __version__
-from paxoi.cli import chat, cluster, demo, log, send, server, sim, status
+from paxoi.cli import (
+    abcast,
+    chat,
+    check,
+    cluster,
+    demo,
+    log,
+    master,
+    scenario,
+    send,
+    server,
+    sim,
+    status,
+)
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (demo, server, cluster, chat, send, log, status, sim)
+COMMAND_MODULES: tuple[ModuleType, ...] = (
+    demo,
+    server,
+    cluster,
+    chat,
+    send,
+    log,
+    status,
+    sim,
+    master,
+    scenario,
+    check,
+    abcast,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
