@@ -510,3 +510,29 @@ def test_skip_slot_leaves_a_hole_that_the_next_leader_fills_with_a_noop() -> Non
         assert machine is not None
         assert [(s, q) for s, _, q, _ in machine.entries] == [(0, 1), (2, 2), (3, 3)]
         assert c.nodes[n].log.get(1) == ()
+
+
+def test_retry_of_an_adopted_command_takes_no_second_slot() -> None:
+    """The old leader's accept reached the acceptors but it died before the decision; the
+    client's retry reaches the new leader. The new leader re-proposes the adopted command
+    in its old slot and must not order the retry again: a leader change without holes
+    consumes no slot numbers (CS 380D), even with retries."""
+    c = Cluster(config(3))
+    assert c.elect() == 0
+    c.drop = lambda s, d, m: isinstance(m, Accepted)  # the accepts land, the answers don't
+    c.submit(0, cmd("a", 1))
+    c.drop = None
+    c.crash(0)
+    c.drop = lambda s, d, m: isinstance(m, Promise)  # hold phase 1 open
+
+    def candidates() -> list[int]:
+        return [n for n in (1, 2) if c.nodes[n].proposer.phase is Phase.CANDIDATE]  # type: ignore[union-attr]
+
+    c.tick_until(lambda: bool(candidates()))
+    candidate = candidates()[0]
+    c.submit(candidate, cmd("a", 1))  # the retry, queued while phase 1 runs
+    c.drop = None
+    assert c.elect() == candidate
+    c.tick(20)
+    decided = c.decided(candidate)
+    assert decided == {0: (cmd("a", 1),)}

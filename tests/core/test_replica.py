@@ -183,16 +183,18 @@ def test_planted_bug_replica_forgets_client_table(planted: bool) -> None:
 
 
 def test_planted_bug_replica_forgets_client_table_end_to_end() -> None:
-    # A client retries after its reply was lost: the leader proposes it again, and the
-    # table is all that stands between the retry and a second application.
-    for planted, expected in ((False, [("a", 1)]), (True, [("a", 1), ("a", 1)])):
+    # A client retries after its reply was lost. With its client table the leader's
+    # replica answers the retry itself (it is not ordered again: no slot is spent);
+    # without one, the retry is ordered and applied a second time.
+    for planted, decided, expected in ((False, 1, [("a", 1)]), (True, 2, [("a", 1), ("a", 1)])):
         bugs = frozenset({Bug.REPLICA_FORGETS_CLIENT_TABLE}) if planted else frozenset()
         c = Cluster(config(3), bugs=bugs)
-        c.elect()
-        c.submit(0, cmd("a", 1))
-        c.submit(0, cmd("a", 1))
-        assert len(c.decided(1)) == 2
-        assert [m.commands for m in c.machines.values()] == [expected] * 3
+        leader = c.elect()
+        c.submit(leader, cmd("a", 1))
+        c.submit(leader, cmd("a", 1))
+        assert len(c.decided(1)) == decided
+        assert [m.commands for m in c.machines.values() if m is not None] == [expected] * 3
+        assert [r.seq for r in c.ok_replies(leader)] == [1, 1]
 
 
 def test_client_results_are_bounded() -> None:

@@ -55,6 +55,9 @@ def register(subparsers: Any) -> None:
         "--lifetime", type=float, metavar="SECONDS", help="crash this long after starting"
     )
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    # The parent's pid, given by the parent: os.getppid() read after our imports could
+    # already be the reaper's if the parent died meanwhile.
+    parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 
@@ -98,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
             server.storage.close()
             fail("server", f"cannot listen on {server.me.bind_host}:{server.me.port}: {e.strerror}")
         if args.exit_with_parent:
-            check = parent_watchdog(os.getppid(), server.stop)
+            check = parent_watchdog(args.parent_pid or os.getppid(), server.stop)
+            check()
 
             async def watch() -> None:
                 while True:

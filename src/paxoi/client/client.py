@@ -128,6 +128,10 @@ class AsyncClient:
                 raise ClientClosed("the client is closed")
             seq = next(self._seq)
             loop = asyncio.get_running_loop()
+            if not self._outstanding:
+                # Silence is measured from here, not from before an idle spell: else the
+                # first command after a pause would look like a dead server at once.
+                self._last_heard = time.monotonic()
             entry = _Outstanding(Command(self.id, seq, payload), loop.create_future())
             self._outstanding[seq] = entry
             self._send(entry)

@@ -99,6 +99,7 @@ class Node:
                 state.round_used,
                 bugs,
                 skip_slot,
+                self._already_applied if self.replica is not None else None,
             )
 
     # ------------------------------------------------------------------ inputs
@@ -107,8 +108,22 @@ class Node:
         self._local.append(msg)
         self._drain()
 
+    def _already_applied(self, command: Command) -> bool:
+        assert self.replica is not None
+        session = self.replica.clients.get(command.client)
+        return session is not None and command.seq <= session.last_seq
+
     def submit(self, command: Command) -> None:
         """A client's command arrived at this node."""
+        if self.replica is not None:
+            session = self.replica.clients.get(command.client)
+            if session is not None and command.seq <= session.last_seq:
+                # Already applied: a late retry. Answer it from the client table rather
+                # than order it again (it would take a slot and be skipped).
+                result = session.results.get(command.seq, b"")
+                self._reply(ClientReply(command.client, command.seq, ReplyStatus.OK, result))
+                self._drain()
+                return
         if self.proposer is None:
             self._reply(
                 ClientReply(command.client, command.seq, ReplyStatus.NOT_LEADER, leader=self.leader)

@@ -75,11 +75,17 @@ class Proposer:
         round_used: int = -1,
         bugs: frozenset[Bug] = frozenset(),
         skip_slot: Slot | None = None,
+        applied: Callable[[Command], bool] | None = None,
     ) -> None:
         self.id = node_id
+        #: Whether the local replica (if any) already applied a command: such a command
+        #: waiting here is a retry that must not be ordered again (it would spend a slot).
+        self._applied = applied
         #: Fault injection (UMich test 4): as leader, never propose a command at this slot,
         #: leaving a hole that a successor must find and fill with a no-op.
         self.skip_slot = skip_slot
+        #: True once this proposer actually left the hole (not merely passed the slot).
+        self.skipped = False
         self._cfg = config
         self._log = log
         self._send = send
@@ -213,6 +219,17 @@ class Proposer:
         # Slots [start, next_slot) are re-proposed (adopted value, or a no-op for a hole)
         # through the window, ahead of new commands.
         self._recover_next, self._recover_top = start, self.next_slot
+        # A command adopted from a promise is re-proposed in its old slot: a retry of it
+        # queued here (or arriving later) must not take a second slot.
+        adopted = {
+            (c.client, c.seq)
+            for slot, pv in self._adopted.items()
+            if slot not in self._log
+            for c in pv.value
+        }
+        if adopted:
+            self._queued |= adopted
+            self._pending = deque(c for c in self._pending if (c.client, c.seq) not in adopted)
         self._heartbeat()
         self._fill_window()
 
@@ -234,12 +251,26 @@ class Proposer:
         while self._pending and len(self._inflight) < limits.window and self.next_slot < horizon:
             if self.next_slot == self.skip_slot:
                 self.next_slot += 1
+                self.skipped = True
                 continue
             n = min(limits.max_batch, len(self._pending))
             batch = tuple(self._pending.popleft() for _ in range(n))
+            if self._applied is not None:
+                batch = self._drop_applied(batch)
+                if not batch:
+                    continue
             slot = self.next_slot
             self.next_slot += 1
             self._propose(slot, batch)
+
+    def _drop_applied(self, batch: Batch) -> Batch:
+        assert self._applied is not None
+        kept = tuple(c for c in batch if not self._applied(c))
+        if len(kept) != len(batch):
+            for c in batch:
+                if c not in kept:
+                    self._queued.discard((c.client, c.seq))
+        return kept
 
     def _propose(self, slot: Slot, value: Batch) -> None:
         assert self.ballot is not None

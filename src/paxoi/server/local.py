@@ -60,6 +60,8 @@ class LocalCluster:
             "--log-level",
             self.log_level,
             "--exit-with-parent",
+            "--parent-pid",
+            str(os.getpid()),
             *self.server_args,
         ]
 

@@ -179,11 +179,9 @@ class Server:
             return
         if self._bomb_limit is not None and self.bomb_count >= self._bomb_limit:
             self.crash(f"time bomb: {self.bomb_count} Paxos messages sent as leader")
-        if (
-            faults.skip_slot >= 0
-            and proposer.next_slot > faults.skip_slot + 1
-            and not self._skip_passed
-        ):
+        # Only the leader that left the hole dies: a successor that fills it and moves on
+        # past the slot must live (else two deaths, and no majority).
+        if proposer.skipped and proposer.next_slot > faults.skip_slot + 1 and not self._skip_passed:
             self._skip_passed = True
             asyncio.get_running_loop().call_later(
                 faults.skip_slot_grace, self.crash, f"skipped slot {faults.skip_slot} and moved on"
@@ -451,11 +449,9 @@ class Server:
     async def _serve_client(
         self, client: ClientId, frames: FrameReader, writer: asyncio.StreamWriter
     ) -> None:
+        # Replies go to the connection that last submitted for this client id: a client
+        # may hold another connection (a subscription) under the same id.
         session = ClientSession(client, writer)
-        old = self.sessions.get(client)
-        if old is not None:
-            self._subscribers.discard(old)
-        self.sessions[client] = session
         session.send(HelloAck(PROTOCOL_VERSION, self.config.cluster, self.id, self.node.leader))
         try:
             while True:
@@ -467,6 +463,8 @@ class Server:
                         if msg.command.client != client:
                             raise _Refuse("forged", "a client may submit only its own commands")
                         self.stats["client_in"] += 1
+                        if self.sessions.get(client) is not session:
+                            self.sessions[client] = session
                         if self._dropped():
                             continue
                         self.node.submit(msg.command)
