@@ -157,15 +157,17 @@ def test_official_samples(run: Run) -> None:
     assert len(run.learned(1)) == 200  # repeated values are learned as often as proposed
 
 
-def test_two_acceptors_make_progress(run: Run) -> None:
-    inputs = [values_file(run.workdir, f"prop{i}", 100, i) for i in (1, 2)]
+@pytest.mark.parametrize("per_client", [100, 1000])
+def test_two_acceptors_make_progress(run: Run, per_client: int) -> None:
+    inputs = [values_file(run.workdir, f"prop{i}", per_client, i) for i in (1, 2)]
     harness_run(run, inputs, acceptors=2)
     check(run, inputs)
 
 
-def test_one_acceptor_makes_no_progress(run: Run) -> None:
+@pytest.mark.parametrize("per_client", [100, 1000])
+def test_one_acceptor_makes_no_progress(run: Run, per_client: int) -> None:
     """Quorum stays 2 of 3: a lone acceptor must decide nothing (and nothing wrong)."""
-    inputs = [values_file(run.workdir, f"prop{i}", 100, i) for i in (1, 2)]
+    inputs = [values_file(run.workdir, f"prop{i}", per_client, i) for i in (1, 2)]
     harness_run(run, inputs, acceptors=1, window=3)
     assert run.learned(1) == [] and run.learned(2) == []
 
@@ -183,11 +185,12 @@ def test_acceptor_killed_while_values_are_proposed(run: Run) -> None:
     check(run, inputs)
 
 
-def test_late_learner_catches_up(run: Run) -> None:
+@pytest.mark.parametrize("per_client", [100, 1000])
+def test_late_learner_catches_up(run: Run, per_client: int) -> None:
     """Handout test 6: a learner started after client 1 finished first learns the earlier
     values, in the same order, then the new ones."""
-    first = values_file(run.workdir, "prop1", 100, 1)
-    second = values_file(run.workdir, "prop2", 100, 2)
+    first = values_file(run.workdir, "prop1", per_client, 1)
+    second = values_file(run.workdir, "prop2", per_client, 2)
     for i in (1, 2, 3):
         run.start("acceptor", i)
     time.sleep(1)
@@ -196,14 +199,23 @@ def test_late_learner_catches_up(run: Run) -> None:
     time.sleep(1)
     run.start("client", 1, first)
     deadline = time.monotonic() + 10
-    while len(run.learned(1)) < 100 and time.monotonic() < deadline:
+    while len(run.learned(1)) < per_client and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(run.learned(1)) == 100, run.stderr()
+    assert len(run.learned(1)) == per_client, run.stderr()
     run.start("learner", 2)
     run.start("client", 2, second)
     deadline = time.monotonic() + 10
-    while len(run.learned(2)) < 200 and time.monotonic() < deadline:
+    while len(run.learned(2)) < 2 * per_client and time.monotonic() < deadline:
         time.sleep(0.05)
     run.stop()
     check(run, [first, second])
-    assert run.learned(2)[:100] == first.read_text().splitlines()
+    assert run.learned(2)[:per_client] == first.read_text().splitlines()
+
+
+def test_ten_thousand_values_per_client_within_ten_seconds(run: Run) -> None:
+    """Issue 7: with 10,000 values per client, both learners learn every value within 10 s
+    of the clients' start."""
+    inputs = [values_file(run.workdir, f"prop{i}", 10_000, i) for i in (1, 2)]
+    harness_run(run, inputs, window=10)
+    check(run, inputs)
+    assert len(run.learned(1)) == 20_000
