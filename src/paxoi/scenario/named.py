@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from ..core.errors import ConfigError, PaxoiError
-from ..server.config import PaxoiConfig, parse_config
+from ..server.config import PaxoiConfig, parse_config, read_yaml_mapping
 from .umich import is_umich, parse_umich
 
 
@@ -188,17 +186,9 @@ def load_scenario(spec: str) -> Scenario:
 
 def scenario_from_file(path: Path) -> Scenario:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ScenarioError(f"{path}: cannot read: {e}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ScenarioError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{path}: expected a mapping of settings at the top level")
+        data = read_yaml_mapping(path)
+    except ConfigError as e:
+        raise ScenarioError(str(e)) from None
     try:
         if is_umich(data):
             u = parse_umich(data, str(path))

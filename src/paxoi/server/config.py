@@ -161,20 +161,29 @@ def parse_config(data: Any, source: str = "config") -> PaxoiConfig:
         raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(problems)) from None
 
 
-def load_config(path: Path | str) -> PaxoiConfig:
-    """Read and validate a YAML configuration file; ConfigError says what is wrong."""
-    path = Path(path)
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping of settings; ConfigError says what is wrong."""
     try:
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read the configuration: {e.strerror}") from None
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    config = parse_config(data, str(path))
+    return data
+
+
+def load_config(path: Path | str) -> PaxoiConfig:
+    """Read and validate a YAML configuration file; ConfigError says what is wrong."""
+    path = Path(path)
+    config = parse_config(read_yaml_mapping(path), str(path))
     if not config.storage.dir.is_absolute():
         # Relative data directories are relative to the configuration file, not to
         # wherever the server happens to be started from.
