@@ -88,6 +88,7 @@ def cluster_config(highest: int = KNOWN) -> ClusterConfig:
         # Two proposers and no leader oracle: randomized timeouts break ties (no livelock).
         policy=ElectionPolicy.RANDOM,
         timing=Timing(heartbeat=5, election=30, retransmit=10, catchup=5),
-        # Small enough that every message fits one datagram (see transport.multicast).
-        limits=Limits(window=64, max_batch=256, max_catchup=4),
+        # Small enough that every message fits one datagram (see transport.multicast):
+        # a catch-up reply carries up to 1,000 commands, however many slots hold them.
+        limits=Limits(window=64, max_batch=256, max_catchup=256, catchup_commands=1_000),
     )

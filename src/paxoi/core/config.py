@@ -52,13 +52,23 @@ class Limits:
     max_batch: int = 512
     #: Commands queued at the leader before it answers BUSY.
     max_pending: int = 20_000
-    #: Decisions in one catch-up reply.
+    #: Decisions (slots) in one catch-up reply.
     max_catchup: int = 256
+    #: Commands in one catch-up reply, all slots together: keeps replies small when slots
+    #: are full (a datagram transport needs that), while empty ones travel many at once.
+    catchup_commands: int = 65_536
     #: Results a replica remembers per client, for answering retries of pipelined commands.
     client_results: int = 256
 
     def validate(self) -> None:
-        for name in ("window", "max_batch", "max_pending", "max_catchup", "client_results"):
+        for name in (
+            "window",
+            "max_batch",
+            "max_pending",
+            "max_catchup",
+            "catchup_commands",
+            "client_results",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"limits.{name}: must be at least 1")
 

@@ -48,12 +48,19 @@ class DecisionLog:
             self._advance()
         return True
 
-    def span(self, start: Slot, stop: Slot, limit: int) -> tuple[tuple[Slot, Batch], ...]:
-        """Known decisions in [start, stop), at most `limit` of them, in slot order."""
+    def span(
+        self, start: Slot, stop: Slot, limit: int, budget: int | None = None
+    ) -> tuple[tuple[Slot, Batch], ...]:
+        """Known decisions in [start, stop), in slot order: at most `limit` slots and, if
+        `budget` is given, at most that many commands in all (but always the first)."""
         out: list[tuple[Slot, Batch]] = []
+        commands = 0
         for slot in range(max(start, 0), stop):
             value = self._values.get(slot)
             if value is not None:
+                commands += len(value)
+                if out and budget is not None and commands > budget:
+                    break
                 out.append((slot, value))
                 if len(out) >= limit:
                     break

@@ -191,7 +191,10 @@ class Node:
                 p.on_preempted(msg)
         elif isinstance(msg, CatchupRequest):
             if p is not None or r is not None:
-                reply = serve_catchup(self.id, self.log, msg, self.config.limits.max_catchup)
+                limits = self.config.limits
+                reply = serve_catchup(
+                    self.id, self.log, msg, limits.max_catchup, limits.catchup_commands
+                )
                 if reply is not None:
                     self._send(msg.src, reply, False)
         elif isinstance(msg, CatchupReply):

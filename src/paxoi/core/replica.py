@@ -113,8 +113,13 @@ class Replica:
         self.known_chosen = max(self.known_chosen, m.chosen)
 
     def on_catchup_reply(self, m: CatchupReply) -> None:
+        before = self.log.floor
         for slot, value in m.decisions:
             self.learn(slot, value)
+        if self.log.floor > before and self._behind():
+            # Pipelined catch-up: a useful answer means the peer has more; ask for the
+            # next chunk now rather than a timer later (a long gap would take minutes).
+            self._request(m.src)
 
     def _apply_ready(self) -> None:
         start = self.slot_out
@@ -155,16 +160,12 @@ class Replica:
     # ------------------------------------------------------------------ catch-up
     def tick(self) -> None:
         self._now += 1
-        behind = max(self.known_chosen, self.log.top) > self.log.floor
-        if not behind:
+        if not self._behind():
             self._last_progress = self._now
             return
         wait = self._cfg.timing.catchup
         if self._now - self._last_progress < wait or self._now - self._last_request < wait:
             return
-        self._last_request = self._now
-        start = self.log.floor
-        stop = min(max(self.known_chosen, self.log.top), start + self._cfg.limits.max_catchup)
         peers = [n for n in self._cfg.nodes if n != self.id and _serves_catchup(self._cfg, n)]
         if not peers:
             return
@@ -174,6 +175,15 @@ class Replica:
             else self._rng.choice(peers)
         )
         assert target is not None
+        self._request(target)
+
+    def _behind(self) -> bool:
+        return max(self.known_chosen, self.log.top) > self.log.floor
+
+    def _request(self, target: NodeId) -> None:
+        self._last_request = self._now
+        start = self.log.floor
+        stop = min(max(self.known_chosen, self.log.top), start + self._cfg.limits.max_catchup)
         self._send(target, CatchupRequest(self.id, start, stop), False)
 
 
@@ -182,8 +192,8 @@ def _serves_catchup(cfg: ClusterConfig, node: NodeId) -> bool:
 
 
 def serve_catchup(
-    node_id: NodeId, log: DecisionLog, m: CatchupRequest, limit: int
+    node_id: NodeId, log: DecisionLog, m: CatchupRequest, limit: int, budget: int | None = None
 ) -> CatchupReply | None:
     """What this node can tell a lagging learner; None if it knows nothing useful."""
-    decisions = log.span(m.from_slot, m.to_slot, limit)
+    decisions = log.span(m.from_slot, m.to_slot, limit, budget)
     return CatchupReply(node_id, decisions) if decisions else None

@@ -52,6 +52,7 @@ class LimitsEntry(_Strict):
     max_batch: Ticks = Limits.max_batch
     max_pending: Ticks = Limits.max_pending
     max_catchup: Ticks = Limits.max_catchup
+    catchup_commands: Ticks = Limits.catchup_commands
     client_results: Ticks = Limits.client_results
     #: Largest frame accepted on any connection, in bytes.
     max_frame: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
@@ -129,9 +130,19 @@ class PaxoiConfig(_Strict):
         t, li = self.timing, self.limits
         return ClusterConfig(
             roles={nid: frozenset(s.roles) for nid, s in self.servers.items()},
-            timing=Timing(t.heartbeat, t.election, t.retransmit, t.catchup),
+            timing=Timing(
+                heartbeat=t.heartbeat,
+                election=t.election,
+                retransmit=t.retransmit,
+                catchup=t.catchup,
+            ),
             limits=Limits(
-                li.window, li.max_batch, li.max_pending, li.max_catchup, li.client_results
+                window=li.window,
+                max_batch=li.max_batch,
+                max_pending=li.max_pending,
+                max_catchup=li.max_catchup,
+                catchup_commands=li.catchup_commands,
+                client_results=li.client_results,
             ),
             policy=self.policy,
         )
