@@ -345,3 +345,33 @@ def test_catchup_end_to_end_after_missed_decisions() -> None:
     assert c.machines[2].commands == [("a", i) for i in range(1, 6)]
     assert any(isinstance(m, CatchupRequest) and s == 2 for s, _, m in c.delivered)
     check_safety(c)
+
+
+def test_catchup_is_pipelined_not_paced_by_the_timer() -> None:
+    """Regression: a learner far behind asked for one small chunk per catch-up period,
+    so a long gap took minutes. Each useful reply now asks for the next chunk at once:
+    20 slots in chunks of 2 arrive within one period, not ten."""
+    c = Cluster(config(3, max_catchup=2))
+    leader = c.elect()
+    lagging = next(n for n in (0, 1, 2) if n != leader)
+    c.crash(lagging)
+    for seq in range(1, 21):
+        c.submit(leader, cmd("a", seq))
+    c.disks[lagging] = DurableState()  # it comes back with nothing
+    c.restart(lagging)
+    period = c.config.timing.catchup + c.config.timing.heartbeat
+    ticks = c.tick_until(lambda: c.nodes[lagging].log.floor >= 20, max_ticks=2 * period)
+    assert ticks <= 2 * period
+    requests = [m for s, d, m in c.sent_of(CatchupRequest) if s == lagging]
+    assert len(requests) >= 10  # many chunks, in one burst
+
+
+def test_catchup_reply_is_bounded_in_commands() -> None:
+    """A reply carries at most catchup_commands commands (at least one slot), so a reply
+    of full slots fits a datagram while empty slots travel many at a time."""
+    from paxoi.core import DecisionLog
+
+    log = DecisionLog({s: tuple(cmd("a", 10 * s + i) for i in range(5)) for s in range(10)})
+    assert [s for s, _ in log.span(0, 10, limit=100, budget=12)] == [0, 1]
+    assert [s for s, _ in log.span(0, 10, limit=100, budget=3)] == [0]  # always one
+    assert len(log.span(0, 10, limit=100)) == 10
