@@ -7,6 +7,7 @@ Unknown keys are errors too: a misspelt knob silently ignored is worse than a re
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -127,23 +128,12 @@ class PaxoiConfig(_Strict):
         return self
 
     def cluster_config(self) -> ClusterConfig:
-        t, li = self.timing, self.limits
+        # Built from the entries' fields by name: a field added to Timing or Limits is
+        # configurable as soon as its entry has it, with no second list to keep in step.
         return ClusterConfig(
             roles={nid: frozenset(s.roles) for nid, s in self.servers.items()},
-            timing=Timing(
-                heartbeat=t.heartbeat,
-                election=t.election,
-                retransmit=t.retransmit,
-                catchup=t.catchup,
-            ),
-            limits=Limits(
-                window=li.window,
-                max_batch=li.max_batch,
-                max_pending=li.max_pending,
-                max_catchup=li.max_catchup,
-                catchup_commands=li.catchup_commands,
-                client_results=li.client_results,
-            ),
+            timing=Timing(**_fields_of(Timing, self.timing)),
+            limits=Limits(**_fields_of(Limits, self.limits)),
             policy=self.policy,
         )
 
@@ -159,6 +149,12 @@ class PaxoiConfig(_Strict):
         }
         text = json.dumps({"cluster": self.cluster, "servers": members}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest().encode()
+
+
+def _fields_of(target: type, entry: BaseModel) -> dict[str, Any]:
+    """The values of `entry` that `target` (a dataclass) takes."""
+    names = {f.name for f in dataclasses.fields(target)}
+    return {k: v for k, v in entry.model_dump().items() if k in names}
 
 
 def parse_config(data: Any, source: str = "config") -> PaxoiConfig:
