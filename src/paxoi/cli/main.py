@@ -15,12 +15,16 @@ from types import ModuleType
 from paxoi import __version__
 from paxoi.cli import (
     abcast,
+    bench,
+    certs,
     chat,
     check,
+    check_linear,
     cluster,
     demo,
     log,
     master,
+    nemesis,
     scenario,
     send,
     server,
@@ -40,7 +44,11 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     master,
     scenario,
     check,
+    check_linear,
     abcast,
+    bench,
+    nemesis,
+    certs,
 )
 
 
