@@ -20,9 +20,12 @@ from paxoi.core.messages import (
     ClientReply,
     Decide,
     Heartbeat,
+    LeaseGrant,
     Preempted,
     Prepare,
     Promise,
+    ReadMode,
+    ReadReply,
     ReplyStatus,
 )
 from paxoi.core.types import Ballot, Command, PValue, Role
@@ -34,6 +37,7 @@ from paxoi.wire.messages import (
     Hello,
     HelloAck,
     LogEntries,
+    Read,
     StatusReply,
     StatusRequest,
     Submit,
@@ -85,7 +89,12 @@ MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     Accepted: st.builds(Accepted, node_ids, ballots, slots),
     Preempted: st.builds(Preempted, node_ids, ballots, ballots),
     Decide: st.builds(Decide, node_ids, slots, batches),
-    Heartbeat: st.builds(Heartbeat, node_ids, ballots, slots),
+    Heartbeat: st.builds(Heartbeat, node_ids, ballots, slots, nats),
+    LeaseGrant: st.builds(LeaseGrant, node_ids, ballots, nats),
+    Read: st.builds(Read, nats, payloads, st.sampled_from(ReadMode)),
+    ReadReply: st.builds(
+        ReadReply, client_ids, nats, st.sampled_from(ReplyStatus), payloads, opt_nodes, slots
+    ),
     CatchupRequest: _catchup_request(),
     CatchupReply: st.builds(
         CatchupReply, node_ids, st.lists(st.tuples(slots, batches), max_size=4).map(tuple)

@@ -81,6 +81,17 @@ class KVStore:
             raise ValueError("not a kv snapshot: data must map strings to strings")
         self._data = dict(raw)
 
+    def query(self, query: bytes) -> bytes:
+        """A read-only command (a `get`) answered from the current state, for lease and
+        stale reads; anything that would change the state is refused."""
+        try:
+            doc = json.loads(query.decode("utf-8"))
+        except (ValueError, RecursionError):
+            return _dumps(_error("payload is not UTF-8 JSON"))
+        if not isinstance(doc, dict) or doc.get("op") != "get":
+            return _dumps(_error("only get can be answered without the log"))
+        return _dumps(self.execute(query))
+
     # -- Execution ----------------------------------------------------------------------
 
     def execute(self, payload: bytes) -> dict[str, Any]:

@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .bugs import Bug
-from .messages import Accept, Accepted, PeerMessage, Preempted, Prepare, Promise
+from .messages import (
+    Accept,
+    Accepted,
+    Heartbeat,
+    LeaseGrant,
+    PeerMessage,
+    Preempted,
+    Prepare,
+    Promise,
+)
 from .records import AcceptedRecord, PromisedRecord, Record
 from .types import BOTTOM, Ballot, NodeId, PValue, Slot
 
@@ -29,6 +38,7 @@ class Acceptor:
         promised: Ballot = BOTTOM,
         accepted: dict[Slot, PValue] | None = None,
         bugs: frozenset[Bug] = frozenset(),
+        lease: int = 0,
     ) -> None:
         self.id = node_id
         self.promised = promised
@@ -36,11 +46,38 @@ class Acceptor:
         self._send = send
         self._persist = persist
         self._replies_wait = Bug.ACCEPTOR_REPLIES_BEFORE_PERSIST not in bugs
+        # Leases (volatile, on purpose: granting one must not cost an fsync). A grant made
+        # before a crash is forgotten, so a starting acceptor treats every node as if an
+        # unknown holder's lease were running: it promises no one for `lease` ticks.
+        self._lease = lease
+        self._now = 0
+        self.lease_holder: NodeId | None = None
+        self.lease_until = lease
+
+    def tick(self) -> None:
+        self._now += 1
+
+    def on_heartbeat(self, m: Heartbeat) -> None:
+        """With leases on: grant the sender a lease if it leads a ballot we may follow."""
+        if not self._lease or m.ballot < self.promised:
+            return
+        if self.lease_holder not in (None, m.ballot.node) and self._now < self.lease_until:
+            return  # someone else's lease is running (cannot happen in a correct run)
+        self.lease_holder = m.ballot.node
+        self.lease_until = self._now + self._lease
+        self._send(m.src, LeaseGrant(self.id, m.ballot, m.stamp), False)
+
+    def _leased_to_other(self, ballot: Ballot) -> bool:
+        return self._lease > 0 and self._now < self.lease_until and ballot.node != self.lease_holder
 
     def on_prepare(self, m: Prepare) -> None:
         if m.ballot < self.promised:
             # A refusal reveals only a ballot we already promised: it may go at once.
             self._send(m.src, Preempted(self.id, m.ballot, self.promised), False)
+            return
+        if self._leased_to_other(m.ballot):
+            # Another leader may be answering reads on the strength of our grant: stay
+            # silent until it lapses (the candidate retransmits its prepare).
             return
         if m.ballot > self.promised:  # A1: the promised ballot only increases
             self.promised = m.ballot

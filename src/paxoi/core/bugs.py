@@ -18,6 +18,12 @@ class Bug(str, Enum):
     QUORUM_OF_F = "quorum-of-f"
     #: The replica keeps no client table, so retried commands are applied again (breaks E1).
     REPLICA_FORGETS_CLIENT_TABLE = "replica-forgets-client-table"
+    #: A follower answers lease reads from its own state, confirming nothing (stale reads).
+    FOLLOWER_READS_UNCONFIRMED = "follower-reads-unconfirmed"
+    #: The leader answers lease reads from its state at once, with no lease and no read
+    #: index: a deposed leader that has not heard of its successor (partitioned, paused)
+    #: serves stale state.
+    LEADER_READS_WITHOUT_LEASE = "leader-reads-without-lease"
 
 
 def parse_bugs(names: list[str] | tuple[str, ...]) -> frozenset[Bug]:

@@ -33,6 +33,13 @@ class Timing:
     retransmit: int = 10
     #: A learner with a gap asks peers for the missing decisions after this long.
     catchup: int = 10
+    #: Leader leases for local linearizable reads; 0 = off. An acceptor that acknowledged a
+    #: leader's heartbeat promises no other proposer for this long; the leader counts on it
+    #: for `lease_ticks_held` ticks from when it sent the heartbeat.
+    lease: int = 0
+    #: The clock assumption behind leases: no two servers' tick rates differ by more
+    #: than this (percent). The leader shortens its lease by this much.
+    lease_drift_percent: int = 10
 
     def validate(self) -> None:
         for name in ("heartbeat", "election", "retransmit", "catchup"):
@@ -40,6 +47,35 @@ class Timing:
                 raise ConfigError(f"timing.{name}: must be at least 1 tick")
         if self.election <= self.heartbeat:
             raise ConfigError("timing.election: must be longer than timing.heartbeat")
+        if not 0 <= self.lease_drift_percent < 100:
+            raise ConfigError("timing.lease_drift_percent: must be in [0, 100)")
+        if self.lease and self.lease_ticks_held < 1:
+            raise ConfigError(
+                "timing.lease: too short to be of use after the drift margin "
+                f"(at least {_min_lease(self.lease_drift_percent)} ticks)"
+            )
+        if self.lease and self.lease_ticks_held <= self.heartbeat:
+            raise ConfigError(
+                "timing.lease: must outlast timing.heartbeat after the drift margin, "
+                "else the leader's lease lapses between heartbeats"
+            )
+
+    @property
+    def lease_ticks_held(self) -> int:
+        """How long after *sending* a heartbeat the leader may rely on its quorum's grants.
+
+        Two ticks less than the drifted lease: tick boundaries cost up to one tick at
+        each end (the leader's send stamp, the acceptor's grant stamp)."""
+        if not self.lease:
+            return 0
+        return self.lease * (100 - self.lease_drift_percent) // 100 - 2
+
+
+def _min_lease(drift_percent: int) -> int:
+    n = 1
+    while n * (100 - drift_percent) // 100 - 2 < 1:
+        n += 1
+    return n
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,21 @@ class Heartbeat:
     src: NodeId
     ballot: Ballot
     chosen: Slot
+    #: The leader's tick when it sent this; echoed in `LeaseGrant` (leases only).
+    stamp: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    """The acceptor will promise no other proposer for `Timing.lease` ticks from now.
+
+    The answer to heartbeat `stamp` of `ballot`'s leader, when leases are on; a quorum
+    of grants for one stamp lets the leader answer reads locally until its lease ends.
+    """
+
+    src: NodeId
+    ballot: Ballot
+    stamp: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +126,7 @@ PeerMessage: TypeAlias = (
     | Preempted
     | Decide
     | Heartbeat
+    | LeaseGrant
     | CatchupRequest
     | CatchupReply
 )
@@ -123,6 +139,7 @@ PEER_MESSAGE_TYPES: tuple[type, ...] = (
     Preempted,
     Decide,
     Heartbeat,
+    LeaseGrant,
     CatchupRequest,
     CatchupReply,
 )
@@ -143,6 +160,44 @@ class ReplyStatus(str, Enum):
     NOT_LEADER = "not_leader"
     #: Back-pressure: the leader's queue is full; retry later, the command was not taken.
     BUSY = "busy"
+    #: The request cannot be served here at all (a read of a machine without `query`).
+    UNSUPPORTED = "unsupported"
+
+
+class ReadMode(str, Enum):
+    """How a read may be answered without going through the log."""
+
+    #: By the leader, from local state, while it holds a lease from a quorum of
+    #: acceptors and has applied every slot it proposed before the read arrived.
+    #: Linearizable under the clock assumption of `Timing.lease_drift_percent`.
+    LEASE = "lease"
+    #: By any learner, from its local state at once: may miss recent writes.
+    STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    """A read-only query (`StateMachine.query`) from `client`, answered by `ReadReply`.
+
+    Reads through the log (the default linearizable read) are ordinary commands."""
+
+    client: ClientId
+    id: int
+    query: bytes
+    mode: ReadMode
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReply:
+    """The answer to read `id`: OK with the query's result, or where to go instead."""
+
+    client: ClientId
+    id: int
+    status: ReplyStatus
+    result: bytes = b""
+    leader: NodeId | None = None
+    #: The applied slot the answer reflects (every slot below it is in the result).
+    slot: Slot = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,10 +234,14 @@ __all__ = [
     "ClientReply",
     "Decide",
     "Heartbeat",
+    "LeaseGrant",
     "PeerMessage",
     "Preempted",
     "Prepare",
     "Promise",
+    "ReadMode",
+    "ReadReply",
+    "ReadRequest",
     "ReplyStatus",
     "is_peer_message",
 ]

@@ -26,13 +26,17 @@ from .messages import (
     ClientReply,
     Decide,
     Heartbeat,
+    LeaseGrant,
     PeerMessage,
     Preempted,
     Prepare,
     Promise,
+    ReadReply,
+    ReadRequest,
     ReplyStatus,
 )
 from .proposer import Proposer
+from .reads import Reads
 from .ready import Ready
 from .records import DurableState, Record
 from .replica import Replica, serve_catchup
@@ -66,7 +70,13 @@ class Node:
         self.acceptor: Acceptor | None = None
         if Role.ACCEPTOR in roles:
             self.acceptor = Acceptor(
-                node_id, self._send, self._persist, state.promised, state.accepted, bugs
+                node_id,
+                self._send,
+                self._persist,
+                state.promised,
+                state.accepted,
+                bugs,
+                config.timing.lease,
             )
         self.replica: Replica | None = None
         if Role.LEARNER in roles:
@@ -101,6 +111,8 @@ class Node:
                 skip_slot,
                 self._already_applied if self.replica is not None else None,
             )
+        query = getattr(machine, "query", None)
+        self._reads = Reads(query, self._read_reply, config.limits.max_pending, bugs)
 
     # ------------------------------------------------------------------ inputs
     def step(self, msg: PeerMessage) -> None:
@@ -132,8 +144,23 @@ class Node:
             self.proposer.submit(command)
         self._drain()
 
+    def read(self, req: ReadRequest) -> None:
+        """A client's read-only query (see `reads.py`; reads through the log are commands)."""
+        p, r = self.proposer, self.replica
+        self._reads.read(
+            req,
+            applied=r.slot_out if r is not None else None,
+            leading=p is not None and p.is_leader,
+            lease=p is not None and p.has_lease,
+            read_index=p.next_slot if p is not None else 0,
+            leader=self.leader,
+        )
+        self._drain()
+
     def tick(self) -> None:
         """One unit of time passed."""
+        if self.acceptor is not None:
+            self.acceptor.tick()
         if self.proposer is not None:
             self.proposer.tick()
         if self.replica is not None:
@@ -174,10 +201,17 @@ class Node:
             if r is not None:
                 r.on_decide(msg)
         elif isinstance(msg, Heartbeat):
+            if a is not None:
+                a.on_heartbeat(msg)
+            if msg.src == self.id:
+                return  # our own, sent only to our acceptor for a lease grant
             if p is not None:
                 p.on_heartbeat(msg)
             if r is not None:
                 r.on_heartbeat(msg)
+        elif isinstance(msg, LeaseGrant):
+            if p is not None:
+                p.on_lease_grant(msg)
         elif isinstance(msg, Prepare):
             if a is not None:
                 if p is not None:
@@ -210,6 +244,10 @@ class Node:
         try:
             while self._local:
                 self._dispatch(self._local.popleft())
+            if self._reads.waiting:
+                p, r = self.proposer, self.replica
+                assert r is not None
+                self._reads.advance(r.slot_out, p is not None and p.is_leader, self.leader)
         finally:
             self._draining = False
 
@@ -227,6 +265,9 @@ class Node:
 
     def _reply(self, reply: ClientReply) -> None:
         self._ready.replies.append(reply)
+
+    def _read_reply(self, reply: ReadReply) -> None:
+        self._ready.read_replies.append(reply)
 
     def _emit(self, applied: Applied) -> None:
         self._ready.applied.append(applied)

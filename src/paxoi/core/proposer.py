@@ -33,6 +33,7 @@ from .messages import (
     Accepted,
     ClientReply,
     Heartbeat,
+    LeaseGrant,
     PeerMessage,
     Preempted,
     Prepare,
@@ -116,6 +117,10 @@ class Proposer:
         self._pending: deque[Command] = deque()
         self._queued: set[tuple[ClientId, Seq]] = set()
         self._last_heartbeat = 0
+        # leases: heartbeat stamp -> acceptors that granted it, in this ballot
+        self._grants: dict[int, set[NodeId]] = {}
+        self._lease_until = 0
+        self._recovering = False
 
     # ------------------------------------------------------------------ queries
     @property
@@ -125,6 +130,11 @@ class Proposer:
     @property
     def leader_hint(self) -> NodeId | None:
         return self.id if self.phase is Phase.LEADER else self.election.leader
+
+    @property
+    def has_lease(self) -> bool:
+        """Leading, with a quorum's lease running: no other proposer can win phase 1 yet."""
+        return self.phase is Phase.LEADER and self._now < self._lease_until
 
     @property
     def inflight(self) -> int:
@@ -178,6 +188,8 @@ class Proposer:
             self._abandon()
         self.phase = Phase.CANDIDATE
         self.ballot = ballot
+        self._grants = {}
+        self._lease_until = 0
         self._p1_from = self._log.floor
         self._promised_by = set()
         self._adopted = {}
@@ -219,6 +231,7 @@ class Proposer:
         # Slots [start, next_slot) are re-proposed (adopted value, or a no-op for a hole)
         # through the window, ahead of new commands.
         self._recover_next, self._recover_top = start, self.next_slot
+        self._recovering = True
         # A command adopted from a promise is re-proposed in its old slot: a retry of it
         # queued here (or arriving later) must not take a second slot.
         adopted = {
@@ -244,7 +257,8 @@ class Proposer:
                 self._propose(slot, pv.value if pv is not None else NOOP)
         if self._recover_next < self._recover_top:
             return
-        self._adopted = {}
+        if self._recovering:
+            self._end_recovery()
         # R5: never more than `window` slots beyond the decided prefix, so one stuck slot
         # cannot make replicas buffer an unbounded run of decisions they cannot apply.
         horizon = self._log.floor + limits.window
@@ -262,6 +276,16 @@ class Proposer:
             slot = self.next_slot
             self.next_slot += 1
             self._propose(slot, batch)
+
+    def _end_recovery(self) -> None:
+        """Every recovered slot is proposed or was learned meanwhile. Commands adopted
+        for slots that were learned before we re-proposed them are no longer on their
+        way through us: forget them, so a retry is ordered again (the replicas' client
+        table drops it if it was applied), rather than ignored as in flight forever."""
+        self._recovering = False
+        self._adopted = {}
+        self._queued = {(c.client, c.seq) for c in self._pending}
+        self._queued.update((c.client, c.seq) for p in self._inflight.values() for c in p.value)
 
     def _drop_applied(self, batch: Batch) -> Batch:
         assert self._applied is not None
@@ -308,10 +332,28 @@ class Proposer:
     def _heartbeat(self) -> None:
         assert self.ballot is not None
         self._last_heartbeat = self._now
-        msg = Heartbeat(self.id, self.ballot, self._log.floor)
+        msg = Heartbeat(self.id, self.ballot, self._log.floor, self._now)
+        leases = self._cfg.timing.lease > 0
         for n in self._cfg.nodes:
-            if n != self.id:
+            # With leases on, our own acceptor is asked too (it grants like any other).
+            if n != self.id or (leases and n in self._cfg.acceptors):
                 self._send(n, msg, False)
+        if leases:
+            # Grants older than a lease can no longer extend it.
+            stale = self._now - self._cfg.timing.lease
+            for stamp in [t for t in self._grants if t < stale]:
+                del self._grants[stamp]
+
+    def on_lease_grant(self, m: LeaseGrant) -> None:
+        if self.phase is not Phase.LEADER or m.ballot != self.ballot:
+            return
+        acks = self._grants.setdefault(m.stamp, set())
+        acks.add(m.src)
+        if len(acks) >= self.quorum:
+            held = m.stamp + self._cfg.timing.lease_ticks_held
+            self._lease_until = max(self._lease_until, held)
+            for stamp in [t for t in self._grants if t <= m.stamp]:
+                del self._grants[stamp]
 
     # ------------------------------------------------------------------ losing
     def on_preempted(self, m: Preempted) -> None:
@@ -341,6 +383,8 @@ class Proposer:
         still be chosen (a later leader adopts them), and a retry is deduplicated by the
         replicas' client table, so nothing is lost or applied twice."""
         self.phase = Phase.FOLLOWER
+        self._grants = {}
+        self._lease_until = 0
         hint = self.election.leader if self.election.leader != self.id else None
         if self.election.leader == self.id:
             self.election.leader = None

@@ -6,7 +6,7 @@ The contract a shell (server runtime, simulator) must honour, as in etcd's Ready
 3. `send_after_persist` messages leave only once this Ready's records, *and every
    earlier Ready's*, are durable. Messages addressed to the node itself are delivered
    back to it with `Node.step` at that point, like any other.
-4. `replies` and `applied` are for clients and the application; they never wait for
+4. `replies`, `read_replies` and `applied` are for clients and the application; they never wait for
    this node's disk (what they report is already durable at a quorum of acceptors).
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .messages import Applied, ClientReply, PeerMessage
+from .messages import Applied, ClientReply, PeerMessage, ReadReply
 from .records import Record
 from .types import NodeId
 
@@ -26,8 +26,14 @@ class Ready:
     send_after_persist: list[tuple[NodeId, PeerMessage]] = field(default_factory=list)
     replies: list[ClientReply] = field(default_factory=list)
     applied: list[Applied] = field(default_factory=list)
+    read_replies: list[ReadReply] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (
-            self.persist or self.send or self.send_after_persist or self.replies or self.applied
+            self.persist
+            or self.send
+            or self.send_after_persist
+            or self.replies
+            or self.applied
+            or self.read_replies
         )

@@ -26,3 +26,11 @@ class StateMachine(Protocol):
     def restore(self, data: bytes) -> None:
         """Replace the state with one produced by snapshot()."""
         ...
+
+
+@runtime_checkable
+class Queryable(Protocol):
+    """Optional: a machine that can answer read-only queries (lease and stale reads)
+    without going through the log. `query` must not change the state."""
+
+    def query(self, query: bytes) -> bytes: ...

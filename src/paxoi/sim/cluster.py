@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.bugs import Bug
-from ..core.config import ClusterConfig, ElectionPolicy
+from ..core.config import ClusterConfig, ElectionPolicy, Timing
 from ..core.errors import InvariantViolation
-from ..core.messages import ClientReply
+from ..core.messages import ClientReply, ReadMode, ReadReply, ReadRequest, ReplyStatus
 from ..core.node import Node
 from ..core.ready import Ready
 from ..core.types import Command, NodeId, Slot
@@ -75,6 +75,9 @@ class RecordingMachine:
     def snapshot(self) -> bytes:
         return repr([(s, c.client, c.seq) for s, c in self.applied]).encode()
 
+    def query(self, query: bytes) -> bytes:
+        return str(len(self.applied)).encode()
+
     def digest(self) -> str:
         """sha256 of the applied log's canonical form: equal logs, equal digests."""
         h = hashlib.sha256()
@@ -98,12 +101,17 @@ class RunResult:
     trace: list[str] = field(default_factory=list)
 
 
-def make_config(params: SimParams, policy: ElectionPolicy) -> ClusterConfig:
+#: Lease length in the seeds that turn leases on (ticks; heartbeats every 5).
+SIM_LEASE_TICKS = 20
+
+
+def make_config(params: SimParams, policy: ElectionPolicy, lease: int = 0) -> ClusterConfig:
+    timing = Timing(lease=lease)
     if params.layout == "colocated":
-        return ClusterConfig.colocated(params.nodes, policy=policy)
+        return ClusterConfig.colocated(params.nodes, policy=policy, timing=timing)
     if params.layout == "separate":
         f = (params.nodes - 1) // 2
-        return ClusterConfig.separate(f + 1, params.nodes, f + 1, policy=policy)
+        return ClusterConfig.separate(f + 1, params.nodes, f + 1, policy=policy, timing=timing)
     raise ValueError(f"unknown layout {params.layout!r}; known: {', '.join(LAYOUTS)}")
 
 
@@ -113,7 +121,11 @@ class Simulation:
         self.rng = random.Random(params.seed)
         rng = self.rng
         policy = rng.choice([ElectionPolicy.RANK, ElectionPolicy.RANDOM])
-        self.config = make_config(params, policy)
+        # Leases and lease reads in half the seeds; their own stream, so the other
+        # choices of a seed are the same as before leases existed.
+        self._read_rng = random.Random(f"reads/{params.seed}")
+        self.leases = self._read_rng.random() < 0.5
+        self.config = make_config(params, policy, SIM_LEASE_TICKS if self.leases else 0)
         faults = params.faults
         self.net = SimNetwork(
             random.Random(rng.getrandbits(64)),
@@ -164,6 +176,11 @@ class Simulation:
         }
         for name in self.clients:
             self._at(rng.randrange(params.fault_ms // 2 + 1), "client", name)
+        #: Lease reads in flight: id -> (slots chosen when it was sent).
+        self._reads: dict[int, int] = {}
+        self.reads_ok = 0
+        if self.leases and self.config.learners:
+            self._at(self._read_rng.randrange(200), "read", None)
         self._plan_faults()
         self._at(params.fault_ms, "calm", None)
 
@@ -238,6 +255,9 @@ class Simulation:
         for reply in ready.replies:
             for delay in self.net.delays(nid, reply.client):
                 self._at(self.now + delay, "reply", reply.client, nid, reply)
+        for answer in ready.read_replies:
+            for delay in self.net.delays(nid, answer.client):
+                self._at(self.now + delay, "read_reply", answer, nid)
         if node.is_leader and node.proposer is not None:
             self.leader_terms.add(node.proposer.ballot)
 
@@ -304,6 +324,15 @@ class Simulation:
                 self._on_reply(a, b, c)
             elif kind == "client":
                 self._client(a)
+            elif kind == "read":
+                self._read()
+            elif kind == "read_request":
+                node = self.nodes.get(a)
+                if node is not None:
+                    node.read(b)
+                    self._flush(a, node)
+            elif kind == "read_reply":
+                self._on_read_reply(a)
             elif kind == "crash":
                 self._crash(a)
             elif kind == "restart":
@@ -346,6 +375,31 @@ class Simulation:
                 self._at(self.now + delay, "submit", target, cmd)
         if not client.done:
             self._at(self.now + self.p.tick_ms, "client", name)
+
+    def _read(self) -> None:
+        """A lease read to a random learner (only the leader may answer it)."""
+        rng = self._read_rng
+        read_id = len(self._reads) + 1
+        # L1's bound: every slot chosen before the read is sent must be in its answer.
+        self._reads[read_id] = max(self.checker.chosen, default=-1) + 1
+        target = rng.choice(self.config.learners)
+        req = ReadRequest("reader", read_id, b"", ReadMode.LEASE)
+        for delay in self.net.delays("reader", target):
+            self._at(self.now + delay, "read_request", target, req)
+        if self.now < self.p.fault_ms + self.p.settle_ms // 2:
+            self._at(self.now + rng.randrange(5, 120), "read", None)
+
+    def _on_read_reply(self, answer: ReadReply) -> None:
+        if answer.status is not ReplyStatus.OK:
+            return
+        floor = self._reads[answer.id]
+        if answer.slot < floor:
+            raise Violation(
+                "L1",
+                f"lease read {answer.id} answered at slot {answer.slot}, but slots below "
+                f"{floor} were chosen before it was sent (a stale read)",
+            )
+        self.reads_ok += 1
 
     def _on_reply(self, name: str, src: NodeId, reply: ClientReply) -> None:
         client = self.clients[name]

@@ -32,10 +32,13 @@ from ..core.messages import (
     ClientReply,
     Decide,
     Heartbeat,
+    LeaseGrant,
     PeerMessage,
     Preempted,
     Prepare,
     Promise,
+    ReadMode,
+    ReadReply,
     ReplyStatus,
 )
 from ..core.types import Role
@@ -50,6 +53,7 @@ from .messages import (
     Hello,
     HelloAck,
     LogEntries,
+    Read,
     StatusReply,
     StatusRequest,
     Submit,
@@ -71,7 +75,7 @@ from .values import (
 )
 
 #: Bumped on any incompatible change to a tag or layout (except the frozen handshake).
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2  # 2: Heartbeat.stamp, LeaseGrant, Read, ReadReply
 
 ClientMessage: TypeAlias = (
     Hello
@@ -85,6 +89,8 @@ ClientMessage: TypeAlias = (
     | ClientReply
     | Control
     | ControlReply
+    | Read
+    | ReadReply
 )
 #: Everything that can travel in a frame.
 Message: TypeAlias = PeerMessage | ClientMessage
@@ -110,8 +116,12 @@ TAG_STATUS_REQUEST: Final = 23
 TAG_STATUS_REPLY: Final = 24
 TAG_CONTROL: Final = 25
 TAG_CONTROL_REPLY: Final = 26
+TAG_READ: Final = 27
+TAG_READ_REPLY: Final = 28
+TAG_LEASE_GRANT: Final = 10
 
 _STATUSES: Final[dict[str, ReplyStatus]] = {s.value: s for s in ReplyStatus}
+_READ_MODES: Final[dict[str, ReadMode]] = {m.value: m for m in ReadMode}
 _ROLES: Final[frozenset[str]] = frozenset(r.value for r in Role)
 
 
@@ -229,12 +239,54 @@ def _dec_decide(o: list[Any]) -> Decide:
 
 
 def _enc_heartbeat(m: Heartbeat) -> list[Any]:
-    return [TAG_HEARTBEAT, m.src, ballot_to_wire(m.ballot), m.chosen]
+    return [TAG_HEARTBEAT, m.src, ballot_to_wire(m.ballot), m.chosen, m.stamp]
 
 
 def _dec_heartbeat(o: list[Any]) -> Heartbeat:
-    _arity(o, 4, "Heartbeat")
-    return Heartbeat(_nat(o[1], "src"), ballot_from_wire(o[2]), _nat(o[3], "chosen"))
+    _arity(o, 5, "Heartbeat")
+    return Heartbeat(
+        _nat(o[1], "src"), ballot_from_wire(o[2]), _nat(o[3], "chosen"), _nat(o[4], "stamp")
+    )
+
+
+def _enc_lease_grant(m: LeaseGrant) -> list[Any]:
+    return [TAG_LEASE_GRANT, m.src, ballot_to_wire(m.ballot), m.stamp]
+
+
+def _dec_lease_grant(o: list[Any]) -> LeaseGrant:
+    _arity(o, 4, "LeaseGrant")
+    return LeaseGrant(_nat(o[1], "src"), ballot_from_wire(o[2]), _nat(o[3], "stamp"))
+
+
+def _enc_read(m: Read) -> list[Any]:
+    return [TAG_READ, m.id, m.query, m.mode.value]
+
+
+def _dec_read(o: list[Any]) -> Read:
+    _arity(o, 4, "Read")
+    mode = _READ_MODES.get(o[3]) if type(o[3]) is str else None
+    if mode is None:
+        raise _fail("read mode", o[3])
+    return Read(_nat(o[1], "id"), _bytes(o[2], "query"), mode)
+
+
+def _enc_read_reply(m: ReadReply) -> list[Any]:
+    return [TAG_READ_REPLY, m.client, m.id, m.status.value, m.result, m.leader, m.slot]
+
+
+def _dec_read_reply(o: list[Any]) -> ReadReply:
+    _arity(o, 7, "ReadReply")
+    status = _STATUSES.get(o[3]) if type(o[3]) is str else None
+    if status is None:
+        raise _fail("status", o[3])
+    return ReadReply(
+        _str(o[1], "client"),
+        _nat(o[2], "id"),
+        status,
+        _bytes(o[4], "result"),
+        _opt_nat(o[5], "leader"),
+        _nat(o[6], "slot"),
+    )
 
 
 def _enc_catchup_request(m: CatchupRequest) -> list[Any]:
@@ -289,14 +341,21 @@ def _dec_client_reply(o: list[Any]) -> ClientReply:
 
 def _enc_hello(m: Hello) -> list[Any]:
     out = [TAG_HELLO, m.version, m.cluster, m.kind, m.node, m.client]
-    if m.incarnation:
+    if m.token is not None:
+        out.append(m.incarnation)
+        out.append(m.token)
+    elif m.incarnation:
         out.append(m.incarnation)
     return out
 
 
 def _dec_hello(o: list[Any]) -> Hello:
     incarnation = 0
-    if len(o) == 7:
+    token = None
+    if len(o) == 8:
+        token = _str(o.pop(), "token")
+        incarnation = _nat(o.pop(), "incarnation")
+    elif len(o) == 7:
         incarnation = _nat(o.pop(), "incarnation")
         if not incarnation:
             raise DecodeError("Hello with an explicit zero incarnation")
@@ -313,7 +372,9 @@ def _dec_hello(o: list[Any]) -> Hello:
         raise DecodeError("server Hello without a node id")
     if kind == KIND_CLIENT and client is None:
         raise DecodeError("client Hello without a client id")
-    return Hello(_nat(o[1], "version"), _str(o[2], "cluster"), kind, node, client, incarnation)
+    return Hello(
+        _nat(o[1], "version"), _str(o[2], "cluster"), kind, node, client, incarnation, token
+    )
 
 
 def _enc_hello_ack(m: HelloAck) -> list[Any]:
@@ -466,6 +527,9 @@ _ENCODERS: Final[dict[type, Callable[[Any], list[Any]]]] = {
     Preempted: _enc_preempted,
     Decide: _enc_decide,
     Heartbeat: _enc_heartbeat,
+    LeaseGrant: _enc_lease_grant,
+    Read: _enc_read,
+    ReadReply: _enc_read_reply,
     CatchupRequest: _enc_catchup_request,
     CatchupReply: _enc_catchup_reply,
     ClientReply: _enc_client_reply,
@@ -489,6 +553,9 @@ _DECODERS: Final[dict[int, Callable[[list[Any]], Message]]] = {
     TAG_PREEMPTED: _dec_preempted,
     TAG_DECIDE: _dec_decide,
     TAG_HEARTBEAT: _dec_heartbeat,
+    TAG_LEASE_GRANT: _dec_lease_grant,
+    TAG_READ: _dec_read,
+    TAG_READ_REPLY: _dec_read_reply,
     TAG_CATCHUP_REQUEST: _dec_catchup_request,
     TAG_CATCHUP_REPLY: _dec_catchup_reply,
     TAG_CLIENT_REPLY: _dec_client_reply,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..core.messages import ReadMode
 from ..core.types import Ballot, ClientId, Command, NodeId, Slot
 
 #: The two kinds of peer a connection can come from (`Hello.kind`).
@@ -40,6 +41,10 @@ class Hello:
     #: peer restarted, and links to it must be remade at once (see PeerLink.reconnect).
     #: Sent only when non-zero, so the handshake's encoding is otherwise unchanged.
     incarnation: int = 0
+    #: A client's token, when the cluster authenticates clients by token (auth.clients:
+    #: token; over TLS only). Sent only when set, after the incarnation (then always
+    #: present, zero or not), so Hellos without one are encoded as before.
+    token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,16 @@ class Submit:
     """A client asks the cluster to order and apply `command` (answered by ClientReply)."""
 
     command: Command
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """A client's read-only query, answered from state without going through the log
+    (`paxoi.core.messages.ReadMode`), by a `ReadReply` with the same `id`."""
+
+    id: int
+    query: bytes
+    mode: ReadMode
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +154,7 @@ __all__ = [
     "Hello",
     "HelloAck",
     "LogEntries",
+    "Read",
     "StatusReply",
     "StatusRequest",
     "Submit",
