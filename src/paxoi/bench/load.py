@@ -42,6 +42,8 @@ class _Worker:
     stdin: IO[bytes]
     buffer: bytes = b""
     ready: bool = False
+    ready_doc: dict[str, Any] = field(default_factory=dict)
+    going: bool = False
     done: int = 0
     result: dict[str, Any] | None = None
     error: str | None = None
@@ -62,25 +64,31 @@ class LoadResult:
 class LoadProcesses:
     def __init__(
         self,
-        specs: list[WorkerSpec],
+        specs: list[WorkerSpec] | list[dict[str, Any]],
         log_dir: Path | None = None,
+        module: str = "paxoi.bench.worker",
+        name: str = "load",
     ) -> None:
+        """One process of `python -m <module>` per spec (a WorkerSpec, or the JSON spec of
+        another module speaking the same protocol, such as `paxoi.bench.pso_node`)."""
         self.specs = specs
         self.log_dir = log_dir
+        self.module = module
+        self.name = name
         self.workers: list[_Worker] = []
         self._sel = selectors.DefaultSelector()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        for spec in self.specs:
+        for i, spec in enumerate(self.specs):
             log = None
             if self.log_dir is not None:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
-                log = self.log_dir / f"load-{spec.index}.log"
+                log = self.log_dir / f"{self.name}-{i}.log"
             stderr = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
             try:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "paxoi.bench.worker"],
+                    [sys.executable, "-m", self.module],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=stderr,
@@ -94,7 +102,8 @@ class LoadProcesses:
             self.workers.append(worker)
             os.set_blocking(proc.stdout.fileno(), False)
             self._sel.register(proc.stdout, selectors.EVENT_READ, worker)
-            self._send(worker, {"spec": spec.to_json()})
+            doc = spec.to_json() if isinstance(spec, WorkerSpec) else spec
+            self._send(worker, {"spec": doc})
 
     def pids(self) -> list[int]:
         return [w.proc.pid for w in self.workers]
@@ -169,6 +178,7 @@ class LoadProcesses:
         kind = doc.get("type")
         if kind == "ready":
             worker.ready = True
+            worker.ready_doc = doc
         elif kind == "progress":
             worker.done = int(doc["done"])
         elif kind == "result":
@@ -176,7 +186,8 @@ class LoadProcesses:
         elif kind == "error":
             worker.error = str(doc.get("message"))
 
-    def _check(self, what: str) -> None:
+    def check(self, what: str) -> None:
+        """Raise LoadError if a process reported an error or exited before its result."""
         for w in self.workers:
             if w.error is not None:
                 raise LoadError(f"load process {w.proc.pid}: {w.error}{self._log_hint(w)}")
@@ -196,20 +207,30 @@ class LoadProcesses:
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not all(w.ready for w in self.workers):
-            self._check("before it was ready")
+            self.check("before it was ready")
             if time.monotonic() > deadline:
                 raise LoadError(f"the load processes were not connected within {timeout:.0f} s")
             self.poll(min(0.1, deadline - time.monotonic()))
 
-    def go(self, start: float, end: float) -> None:
-        """Start every process: measure from `start` to `end` (time.monotonic() values)."""
-        doc = {"go": {"start": int(start * 1e9), "end": int(end * 1e9)}}
-        for w in self.workers:
-            self._send(w, doc)
+    def go(
+        self, start: float, end: float, extra: list[dict[str, Any] | None] | None = None
+    ) -> None:
+        """Start the processes: measure from `start` to `end` (time.monotonic() values).
+
+        `extra[i]` is added to process i's `go`; a None there leaves that process idle.
+        A process may be started again after its result was collected.
+        """
+        for i, w in enumerate(self.workers):
+            more = extra[i] if extra is not None else {}
+            if more is None:
+                w.going = False
+                continue
+            w.going, w.result, w.done = True, None, 0
+            self._send(w, {"go": {"start": int(start * 1e9), "end": int(end * 1e9), **more}})
 
     def done(self) -> int:
         """Commands answered so far, warm-up included (for the progress line)."""
-        return sum(w.done for w in self.workers)
+        return sum(w.done for w in self.workers if w.going)
 
     def cpu_seconds(self) -> list[float | None]:
         from paxoi.bench.cluster import proc_usage
@@ -222,12 +243,13 @@ class LoadProcesses:
 
     def collect(self, timeout: float) -> LoadResult:
         deadline = time.monotonic() + timeout
-        while not all(w.result is not None for w in self.workers):
-            self._check("before it reported")
+        going = [w for w in self.workers if w.going]
+        while not all(w.result is not None for w in going):
+            self.check("before it reported")
             if time.monotonic() > deadline:
                 raise LoadError(f"the load processes did not report within {timeout:.0f} s")
             self.poll(min(0.1, deadline - time.monotonic()))
-        results = [w.result for w in self.workers if w.result is not None]
+        results = [w.result for w in going if w.result is not None]
         hist = LatencyHistogram()
         kinds: dict[str, int] = {}
         for r in results:

@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Generic, TextIO, TypeVar
 
 from paxoi.bench.cluster import BenchCluster, window_figures
-from paxoi.bench.load import LoadProcesses, split_clients
+from paxoi.bench.load import LoadProcesses, LoadResult, split_clients
 from paxoi.bench.worker import DRAIN_SECONDS, WorkerSpec
 
 SCHEMA = "paxoi-bench/1"
@@ -170,6 +170,79 @@ class Progress:
             self._drawn = False
 
 
+S = TypeVar("S")
+
+
+@dataclass
+class Measured(Generic[S]):
+    """What one measuring window gave: the server samples at both ends, the load
+    processes' CPU seconds at both ends, and their merged results."""
+
+    first: S
+    last: S
+    load_cpu_first: list[float | None]
+    load_cpu_last: list[float | None]
+    result: LoadResult
+    seconds: float  # between the two samples, as the driver saw it
+
+    def load_cpu_percent(self) -> list[float | None]:
+        return [
+            None if a is None or b is None else round(100.0 * (b - a) / self.seconds, 1)
+            for a, b in zip(self.load_cpu_first, self.load_cpu_last, strict=True)
+        ]
+
+
+def drive_window(
+    load: LoadProcesses,
+    warmup: float,
+    duration: float,
+    sample: Callable[[], S],
+    progress: Progress | None = None,
+    extra: list[dict[str, Any] | None] | None = None,
+) -> Measured[S]:
+    """Start ready load processes together; `sample()` the servers when the warm-up
+    ends and when the window closes; collect the results (all bounded in time)."""
+    t0 = time.monotonic() + 0.05
+    start, end = t0 + warmup, t0 + warmup + duration
+    load.go(start, end, extra)
+
+    def wait_until(when: float) -> None:
+        while (now := time.monotonic()) < when:
+            load.poll(min(0.1, when - now))
+            load.check("while running")
+            if progress is not None:
+                progress.update(time.monotonic(), t0, start, end, load.done())
+
+    wait_until(start)
+    at_first = time.monotonic()
+    first = sample()
+    cpu_first = load.cpu_seconds()
+    wait_until(end)
+    at_last = time.monotonic()
+    last = sample()
+    cpu_last = load.cpu_seconds()
+    result = load.collect(timeout=DRAIN_SECONDS + 15.0)
+    if progress is not None:
+        progress.finish()
+    return Measured(first, last, cpu_first, cpu_last, result, max(at_last - at_first, 1e-9))
+
+
+def load_figures(result: LoadResult, duration: float, size: int) -> dict[str, Any]:
+    """The client-side figures of a window: throughput and latency."""
+    hist = result.histogram
+    return {
+        "duration_s": duration,
+        "committed": result.committed,
+        "errors": result.errors,
+        "error_kinds": result.error_kinds,
+        "throughput": round(result.committed / duration, 1),
+        "throughput_mb_s": round(result.committed * size / duration / 1e6, 3),
+        "per_second": result.per_second,
+        "latency_ms": hist.summary_ms(),
+        "latency_histogram": hist.to_json(),
+    }
+
+
 def run_point(
     cluster: BenchCluster,
     params: BenchParams,
@@ -193,39 +266,13 @@ def run_point(
     ]
     with LoadProcesses(specs, log_dir=cluster.workdir / "logs") as load:
         load.wait_ready(timeout=30.0 + params.timeout)
-        t0 = time.monotonic() + 0.05
-        start, end = t0 + params.warmup, t0 + params.warmup + params.duration
-        load.go(start, end)
-
-        def wait_until(when: float) -> None:
-            while (now := time.monotonic()) < when:
-                load.poll(min(0.1, when - now))
-                load._check("while running")
-                if progress is not None:
-                    progress.update(time.monotonic(), t0, start, end, load.done())
-
-        wait_until(start)
         cluster.check_alive()
-        first = cluster.sample()
-        cpu_first = load.cpu_seconds()
-        wait_until(end)
-        last = cluster.sample()
-        cpu_last = load.cpu_seconds()
-        result = load.collect(timeout=DRAIN_SECONDS + 15.0)
+        m = drive_window(load, params.warmup, params.duration, cluster.sample, progress)
         pids = load.pids()
-    if progress is not None:
-        progress.finish()
     cluster.check_alive()
-    seconds = params.duration
-    hist = result.histogram
-    servers = window_figures(first, last, result.committed)
-    leader = first.leader()
+    servers = window_figures(m.first, m.last, m.result.committed)
+    leader = m.first.leader()
     leader_fig = servers["servers"].get(str(leader)) if leader is not None else None
-    window_cpu = max(last.at - first.at, 1e-9)
-    load_cpu = [
-        None if a is None or b is None else round(100.0 * (b - a) / window_cpu, 1)
-        for a, b in zip(cpu_first, cpu_last, strict=True)
-    ]
     return {
         "clients": clients,
         "outstanding": outstanding,
@@ -233,17 +280,9 @@ def run_point(
         "load_processes": len(specs),
         "load_clients_per_process": shares,
         "load_pids": pids,
-        "duration_s": seconds,
-        "committed": result.committed,
-        "errors": result.errors,
-        "error_kinds": result.error_kinds,
-        "throughput": round(result.committed / seconds, 1),
-        "throughput_mb_s": round(result.committed * params.size / seconds / 1e6, 3),
-        "per_second": result.per_second,
-        "latency_ms": hist.summary_ms(),
-        "latency_histogram": hist.to_json(),
+        **load_figures(m.result, params.duration, params.size),
         "leader": leader,
-        "leader_changed": first.leader() != last.leader(),
+        "leader_changed": m.first.leader() != m.last.leader(),
         "fsync": {
             "enabled": params.fsync,
             # storage write transactions (each one fsync when fsync is on) of the leader
@@ -252,7 +291,7 @@ def run_point(
         },
         "sample_seconds": servers["sample_seconds"],
         "servers": servers["servers"],
-        "load_cpu_percent": load_cpu,
+        "load_cpu_percent": m.load_cpu_percent(),
     }
 
 
