@@ -277,10 +277,14 @@ class Cluster:
             self.tick()
         raise AssertionError(f"condition not reached within {max_ticks} ticks")
 
-    def submit(self, n: NodeId, *commands: Command) -> None:
-        """Hand commands to node n back to back, then let the network run."""
+    def submit(self, n: NodeId, *commands: Command, together: bool = False) -> None:
+        """Hand commands to node n back to back, then let the network run. Each command
+        is its own round of input (its own Ready) unless `together`: then they arrive in
+        one round, as a burst read in one go does, and the leader batches them."""
         for command in commands:
             self.nodes[n].submit(command)
+            if not together:
+                self._collect(n)
         self._collect(n)
         self.run()
 

@@ -309,6 +309,17 @@ def test_batching_when_window_full() -> None:
     assert c.machines[2].commands == [("a", i) for i in range(1, 6)]
 
 
+def test_commands_of_one_round_share_a_slot() -> None:
+    """Flush on demand: what arrives between two Readies is proposed as one batch."""
+    c = Cluster(config(3, max_batch=3))
+    assert c.elect() == 0
+    a = [cmd("a", i) for i in range(1, 6)]
+    c.submit(0, *a, together=True)
+    assert c.decided(1) == {0: (a[0], a[1], a[2]), 1: (a[3], a[4])}
+    c.submit(0, cmd("b", 1))
+    assert c.decided(1)[2] == (cmd("b", 1),)
+
+
 def test_backpressure_busy_when_pending_full() -> None:
     c = _stalled_leader(window=1, max_pending=2)
     c.submit(0, *(cmd("a", i) for i in range(1, 5)))

@@ -31,6 +31,7 @@ from .messages import (
     Preempted,
     Prepare,
     Promise,
+    ReadMode,
     ReadReply,
     ReadRequest,
     ReplyStatus,
@@ -62,6 +63,7 @@ class Node:
         self.id = node_id
         self.config = config
         self.roles = roles
+        self._bugs = bugs
         self._ready = Ready()
         self._local: deque[PeerMessage] = deque()
         self._draining = False
@@ -147,6 +149,10 @@ class Node:
     def read(self, req: ReadRequest) -> None:
         """A client's read-only query (see `reads.py`; reads through the log are commands)."""
         p, r = self.proposer, self.replica
+        if req.mode is ReadMode.LEASE and not self.config.timing.lease and not self._bugs:
+            status = ReplyStatus.UNSUPPORTED  # leases are off in this cluster
+            self._read_reply(ReadReply(req.client, req.id, status, leader=self.leader))
+            return
         self._reads.read(
             req,
             applied=r.slot_out if r is not None else None,
@@ -168,7 +174,13 @@ class Node:
         self._drain()
 
     def take_ready(self) -> Ready:
-        """Everything produced since the last call; the caller must honour the contract."""
+        """Everything produced since the last call; the caller must honour the contract.
+
+        Commands submitted since the last call are proposed here, together: the shell
+        calls this once per round of input, which makes the batches."""
+        if self.proposer is not None:
+            self.proposer.flush()
+            self._drain()
         ready, self._ready = self._ready, Ready()
         return ready
 
