@@ -52,6 +52,10 @@ class ChatEntry:
     seq: Seq
     message: str
 
+    def command(self) -> Command:
+        """The command that put this entry in the log."""
+        return Command(self.sender, self.seq, self.message.encode("utf-8"))
+
 
 def canonical_line(e: ChatEntry) -> str:
     """One entry of `ChatLog.canonical()`; a replica's log file is these lines, appended."""

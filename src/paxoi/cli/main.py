@@ -31,6 +31,7 @@ from paxoi.cli import (
     sim,
     status,
 )
+from paxoi.core.errors import ConfigError
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     demo,
@@ -81,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ConfigError as e:  # e.g. a TLS file the configuration names is missing
+        print(f"paxoi {args.command}: {e}", file=sys.stderr)
+        return 2
     return status
 
 

@@ -100,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:
             server.storage.close()
             fail("server", f"cannot listen on {server.me.bind_host}:{server.me.port}: {e.strerror}")
+        except PaxoiError as e:  # a TLS certificate or key missing or unreadable
+            server.storage.close()
+            fail("server", str(e), 2)
         if args.exit_with_parent:
             check = parent_watchdog(args.parent_pid or os.getppid(), server.stop)
             check()

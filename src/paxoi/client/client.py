@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import logging
 import random
+import ssl
 import threading
 import time
 import uuid
@@ -23,8 +24,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..core.errors import PaxoiError
-from ..core.messages import ClientReply, ReplyStatus
+from ..core.messages import ClientReply, ReadMode, ReadReply, ReplyStatus
 from ..core.types import ClientId, Command, NodeId, Slot
+from ..security.auth import client_options
+from ..security.tls import open_connection
 from ..transport.tcp import FrameReader, close_quietly
 from ..wire.codec import PROTOCOL_VERSION, Message, encode
 from ..wire.framing import frame
@@ -36,6 +39,7 @@ from ..wire.messages import (
     Hello,
     HelloAck,
     LogEntries,
+    Read,
     StatusReply,
     StatusRequest,
     Submit,
@@ -76,6 +80,13 @@ class _Outstanding:
     sent_at: float = 0.0
 
 
+@dataclass
+class _OutstandingRead:
+    request: Read
+    future: asyncio.Future[bytes]
+    sent_at: float = 0.0
+
+
 class AsyncClient:
     def __init__(
         self,
@@ -87,6 +98,8 @@ class AsyncClient:
         timeout: float = 10.0,
         retry_interval: float = 0.5,
         max_outstanding: int = 1,
+        ssl_context: ssl.SSLContext | None = None,
+        token: str | None = None,
     ) -> None:
         if not servers:
             raise ValueError("servers: at least one server address is needed")
@@ -103,6 +116,10 @@ class AsyncClient:
         self._seq = itertools.count(1)
         self._window = asyncio.Semaphore(max_outstanding)
         self._outstanding: dict[int, _Outstanding] = {}
+        self._reads: dict[int, _OutstandingRead] = {}
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._read_ids = itertools.count(1)
         self._writer: asyncio.StreamWriter | None = None
         self._connected = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -110,12 +127,19 @@ class AsyncClient:
         self._last_heard = 0.0
         self.redirects = 0
         self.failovers = 0
+        #: TLS (None: plain TCP): the cluster CA, and our certificate if the cluster
+        #: wants one. Each server's certificate must name the node we meant to reach.
+        self.ssl_context = ssl_context
+        #: Sent in Hello when the cluster authenticates clients by token.
+        self.token = token
+        self._tls_error = ""
 
     @classmethod
     def from_config(cls, config: Any, **kw: Any) -> AsyncClient:
-        """A client for the servers of a `PaxoiConfig`."""
+        """A client for the servers of a `PaxoiConfig`, with its tls and auth settings
+        (`paxoi.security.auth.client_options`); keyword arguments win."""
         servers = {nid: (s.host, s.port) for nid, s in config.servers.items()}
-        return cls(servers, cluster=config.cluster, **kw)
+        return cls(servers, cluster=config.cluster, **client_options(config, kw))
 
     # ------------------------------------------------------------------ API
     async def submit(self, payload: bytes | str, timeout: float | None = None) -> bytes:
@@ -145,11 +169,47 @@ class AsyncClient:
             finally:
                 self._outstanding.pop(seq, None)
 
+    async def read(
+        self, query: bytes | str, mode: ReadMode | str | None = None, timeout: float | None = None
+    ) -> bytes:
+        """A read-only query (for the key-value store: `paxoi.apps.kv.get(key)`).
+
+        mode None (the default) is linearizable: the query goes through the log like a
+        command. "lease" asks the leader to answer from its state while it holds a lease
+        (linearizable if server clocks drift apart no faster than the configured bound;
+        ServerRefused if leases are off). "stale" is answered at once by whichever
+        server this client talks to, and may miss recent writes."""
+        if isinstance(query, str):
+            query = query.encode("utf-8")
+        if mode is None:
+            return await self.submit(query, timeout)
+        mode = ReadMode(mode)
+        self._ensure_running()
+        async with self._window:
+            if self._closed:
+                raise ClientClosed("the client is closed")
+            read_id = next(self._read_ids)
+            entry = _OutstandingRead(
+                Read(read_id, query, mode), asyncio.get_running_loop().create_future()
+            )
+            self._reads[read_id] = entry
+            self._send_read(entry)
+            try:
+                return await asyncio.wait_for(asyncio.shield(entry.future), timeout or self.timeout)
+            except TimeoutError:
+                raise SubmitTimeout(
+                    f"no answer for read {read_id} within {timeout or self.timeout:.1f} s"
+                ) from None
+            finally:
+                self._reads.pop(read_id, None)
+
     async def close(self) -> None:
         self._closed = True
-        for entry in self._outstanding.values():
-            if not entry.future.done():
-                entry.future.set_exception(ClientClosed("the client was closed"))
+        futures = [e.future for e in self._outstanding.values()]
+        futures += [r.future for r in self._reads.values()]
+        for future in futures:
+            if not future.done():
+                future.set_exception(ClientClosed("the client was closed"))
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -179,8 +239,7 @@ class AsyncClient:
         return reply
 
     async def _ask(self, node: NodeId, request: Message, answer: type, timeout: float) -> Message:
-        host, port = self.servers[node]
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        reader, writer = await asyncio.wait_for(self._open(node), timeout)
         try:
             writer.write(frame(encode(self._hello())) + frame(encode(request)))
             frames = FrameReader(reader, 64 * 1024 * 1024)
@@ -204,9 +263,8 @@ class AsyncClient:
         while not self._closed:
             node = order[attempt % len(order)]
             attempt += 1
-            host, port = self.servers[node]
             try:
-                reader, writer = await asyncio.open_connection(host, port)
+                reader, writer = await self._open(node)
             except OSError:
                 await asyncio.sleep(min(1.0, 0.05 * attempt))
                 continue
@@ -237,8 +295,26 @@ class AsyncClient:
                 await close_quietly(writer)
 
     # ------------------------------------------------------------------ machinery
+    async def _open(self, node: NodeId) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to server `node`: plain TCP, or TLS with its identity checked."""
+        host, port = self.servers[node]
+        try:
+            return await open_connection(
+                host, port, ssl_context=self.ssl_context, cluster=self.cluster, node=node
+            )
+        except ssl.SSLError as e:
+            self._tls_failed(node, e)
+            raise
+
+    def _tls_failed(self, node: NodeId, e: ssl.SSLError) -> None:
+        """Say why TLS failed (once per reason: the client keeps retrying); commands
+        waiting meanwhile end as SubmitTimeout, their outcome unknown."""
+        if str(e) != self._tls_error:
+            self._tls_error = str(e)
+            log.warning("TLS with node %d failed: %s", node, e)
+
     def _hello(self) -> Hello:
-        return Hello(PROTOCOL_VERSION, self.cluster, KIND_CLIENT, None, self.id)
+        return Hello(PROTOCOL_VERSION, self.cluster, KIND_CLIENT, None, self.id, token=self.token)
 
     def _ensure_running(self) -> None:
         if self._runner is None or self._runner.done():
@@ -248,13 +324,34 @@ class AsyncClient:
 
     def _send(self, entry: _Outstanding) -> None:
         entry.sent_at = time.monotonic()
-        if self._writer is not None and self._connected.is_set():
-            self._writer.write(frame(encode(Submit(entry.command))))
+        self._write(frame(encode(Submit(entry.command))))
+
+    def _write(self, data: bytes) -> None:
+        """Queue a frame; the frames of one event-loop iteration leave in one write."""
+        if self._writer is None or not self._connected.is_set():
+            return
+        self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_out)
+
+    def _flush_out(self) -> None:
+        self._flush_scheduled = False
+        out, self._out = self._out, []
+        if out and self._writer is not None and self._connected.is_set():
+            self._writer.write(b"".join(out))
+
+    def _send_read(self, entry: _OutstandingRead) -> None:
+        entry.sent_at = time.monotonic()
+        self._write(frame(encode(entry.request)))
 
     def _resend_all(self) -> None:
         for entry in self._outstanding.values():
             if not entry.future.done():
                 self._send(entry)
+        for read in self._reads.values():
+            if not read.future.done():
+                self._send_read(read)
 
     def _move(self, to: NodeId | None) -> None:
         """Talk to another server: `to` if given, else the next one in order."""
@@ -269,12 +366,10 @@ class AsyncClient:
         retry = asyncio.get_running_loop().create_task(self._retry_loop())
         try:
             attempt = 0
+            churn = 0  # connections in a row that the server closed at once
             while not self._closed:
-                host, port = self.servers[self.target]
                 try:
-                    reader, writer = await asyncio.wait_for(
-                        asyncio.open_connection(host, port), 2.0
-                    )
+                    reader, writer = await asyncio.wait_for(self._open(self.target), 2.0)
                 except (OSError, TimeoutError):
                     attempt += 1
                     self.failovers += 1
@@ -282,7 +377,9 @@ class AsyncClient:
                     await asyncio.sleep(min(0.5, 0.02 * attempt) * (0.5 + random.random()))
                     continue
                 attempt = 0
+                here, opened = self.target, time.monotonic()
                 self._writer = writer
+                self._out = []  # meant for the old connection; _resend_all covers them
                 writer.write(frame(encode(self._hello())))
                 self._connected.set()
                 self._last_heard = time.monotonic()
@@ -290,11 +387,20 @@ class AsyncClient:
                 try:
                     await self._read(FrameReader(reader, 64 * 1024 * 1024))
                 except (OSError, DecodeError) as e:
+                    if isinstance(e, ssl.SSLError):  # e.g. our certificate refused
+                        self._tls_failed(self.target, e)
                     log.debug("connection to node %d lost: %s", self.target, e)
                 finally:
                     self._connected.clear()
                     self._writer = None
                     await close_quietly(writer)
+                if self.target == here and time.monotonic() - opened < 1.0:
+                    # Closed on us at once, not redirected: refused (a certificate or
+                    # token, another cluster) or going down. Back off rather than spin.
+                    churn += 1
+                    await asyncio.sleep(min(1.0, 0.05 * churn) * (0.5 + random.random()))
+                else:
+                    churn = 0
         finally:
             retry.cancel()
 
@@ -327,6 +433,21 @@ class AsyncClient:
                 self._move(msg.leader)
             else:  # BUSY: back-pressure; the retry loop resends later
                 entry.sent_at = time.monotonic()
+        elif isinstance(msg, ReadReply):
+            read = self._reads.get(msg.id)
+            if read is None or read.future.done() or msg.client != self.id:
+                return
+            if msg.status is ReplyStatus.OK:
+                read.future.set_result(msg.result)
+            elif msg.status is ReplyStatus.UNSUPPORTED:
+                read.future.set_exception(
+                    ServerRefused(f"node {src} cannot answer {read.request.mode.value} reads")
+                )
+            elif msg.status is ReplyStatus.NOT_LEADER and msg.leader not in (None, src):
+                self.redirects += 1
+                self._move(msg.leader)
+            else:  # no leader or no lease yet, or busy: ask again shortly
+                read.sent_at = time.monotonic() - self.retry_interval + NO_LEADER_PAUSE
         elif isinstance(msg, HelloAck):
             if msg.leader is not None and msg.leader != src and msg.leader in self.servers:
                 self.redirects += 1
@@ -341,7 +462,7 @@ class AsyncClient:
         while True:
             await asyncio.sleep(min(self.retry_interval / 2, NO_LEADER_PAUSE))
             now = time.monotonic()
-            if not self._outstanding or not self._connected.is_set():
+            if not (self._outstanding or self._reads) or not self._connected.is_set():
                 continue
             if now - self._last_heard > self.retry_interval * 2:
                 self.failovers += 1
@@ -350,6 +471,9 @@ class AsyncClient:
             for entry in self._outstanding.values():
                 if not entry.future.done() and now - entry.sent_at >= self.retry_interval:
                     self._send(entry)
+            for read in self._reads.values():
+                if not read.future.done() and now - read.sent_at >= self.retry_interval:
+                    self._send_read(read)
 
 
 class Client:
@@ -366,7 +490,7 @@ class Client:
     @classmethod
     def from_config(cls, config: Any, **kw: Any) -> Client:
         servers = {nid: (s.host, s.port) for nid, s in config.servers.items()}
-        return cls(servers, cluster=config.cluster, **kw)
+        return cls(servers, cluster=config.cluster, **client_options(config, kw))
 
     @staticmethod
     async def _make(servers: Servers, kw: dict[str, Any]) -> AsyncClient:
@@ -381,6 +505,11 @@ class Client:
 
     def submit(self, payload: bytes | str, timeout: float | None = None) -> bytes:
         return self._call(self._async.submit(payload, timeout))
+
+    def read(
+        self, query: bytes | str, mode: ReadMode | str | None = None, timeout: float | None = None
+    ) -> bytes:
+        return self._call(self._async.read(query, mode, timeout))
 
     def status(self, node: NodeId, timeout: float = 2.0) -> StatusReply:
         return self._call(self._async.status(node, timeout))

@@ -11,21 +11,39 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..core.config import ClusterConfig, ElectionPolicy, Limits, Timing
 from ..core.errors import ConfigError
 from ..core.types import ALL_ROLES, NodeId, Role
+from ..security.tokens import DIGEST_PATTERN, NAME_PATTERN
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+#: Node ids travel in every message and ballot as msgpack integers: keep them well inside.
+MAX_NODE_ID = 2**32 - 1
 Ticks = Annotated[int, Field(ge=1)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _no_nul(value: Any) -> Any:
+    """Paths and patterns with a NUL byte cannot name a file; refuse them here, with the
+    field, rather than fail later in the file system."""
+    if value is not None and "\x00" in str(value):
+        raise ValueError("must not contain a NUL character")
+    return value
 
 
 class ServerEntry(_Strict):
@@ -46,6 +64,10 @@ class TimingEntry(_Strict):
     election: Ticks = Timing.election
     retransmit: Ticks = Timing.retransmit
     catchup: Ticks = Timing.catchup
+    #: Leader leases for `lease` reads (0: off). See docs/reliability.md for the clock
+    #: assumption: tick rates of any two servers differ by under lease_drift_percent.
+    lease: Annotated[int, Field(ge=0)] = Timing.lease
+    lease_drift_percent: Annotated[int, Field(ge=0, lt=100)] = Timing.lease_drift_percent
 
 
 class LimitsEntry(_Strict):
@@ -59,11 +81,28 @@ class LimitsEntry(_Strict):
     max_frame: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
     #: Messages queued for one peer before further ones are dropped (Paxos tolerates loss).
     peer_queue: Ticks = 100_000
+    #: Client connections at once; one more is refused with a "busy" error.
+    max_clients: Annotated[int, Field(ge=1)] = 1024
+    #: Connections still in their handshake at once; one more evicts the oldest, so a
+    #: flood of silent connections cannot keep a real client or peer out.
+    max_handshaking: Annotated[int, Field(ge=1)] = 128
+    #: Seconds a new connection has to send its Hello.
+    handshake_timeout: Annotated[float, Field(gt=0)] = 5.0
+    #: Seconds a client connection may stay silent (subscribers excepted) before it is closed.
+    client_idle: Annotated[float, Field(gt=0)] = 600.0
+    #: Commands of one client connection awaiting their reply; more are answered BUSY.
+    client_pending: Annotated[int, Field(ge=1)] = 4096
 
 
 class StorageEntry(_Strict):
     #: Each server keeps its state in `<dir>/node-<id>`.
     dir: Path = Path("paxoi-data")
+
+    @field_validator("dir")
+    @classmethod
+    def _check_dir(cls, value: Any) -> Any:
+        return _no_nul(value)
+
     #: false: do not fsync. UNSAFE: a power loss can forget promises and lose data.
     fsync: bool = True
     #: true: keep state in memory only (nothing survives a restart).
@@ -91,6 +130,68 @@ class FaultsEntry(_Strict):
     control: bool = False
 
 
+class TlsEntry(_Strict):
+    """TLS on every link, server to server and client to server, with certificates from
+    the cluster's CA (`paxoi certs`). With this section, servers speak TLS only: plain TCP
+    is refused. Relative paths are relative to the configuration file."""
+
+    #: The cluster CA's certificate (PEM). Its key stays off the servers.
+    ca: Path
+    #: This server's certificate and key; "{id}" stands for the server's id. Default:
+    #: node-{id}.pem and node-{id}.key in the directory of `ca`.
+    cert: str | None = None
+    key: str | None = None
+    #: The certificate and key that clients reading this file present (auth.clients:
+    #: cert). The key defaults to the certificate's path with the suffix .key.
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+    @field_validator("ca", "cert", "key", "client_cert", "client_key")
+    @classmethod
+    def _check_path(cls, value: Any) -> Any:
+        value = _no_nul(value)
+        if isinstance(value, str):
+            if not value:
+                raise ValueError("must not be empty")
+            if "{" in value.replace("{id}", "") or "}" in value.replace("{id}", ""):
+                raise ValueError('the only placeholder is "{id}"')
+        return value
+
+    def node_cert(self, node: NodeId) -> Path:
+        pattern = self.cert if self.cert is not None else str(self.ca.parent / "node-{id}.pem")
+        return Path(pattern.replace("{id}", str(node)))
+
+    def node_key(self, node: NodeId) -> Path:
+        pattern = self.key if self.key is not None else str(self.ca.parent / "node-{id}.key")
+        return Path(pattern.replace("{id}", str(node)))
+
+    def client_key_path(self) -> Path | None:
+        if self.client_key is not None:
+            return self.client_key
+        return None if self.client_cert is None else self.client_cert.with_suffix(".key")
+
+
+ClientName = Annotated[str, Field(pattern=NAME_PATTERN)]
+TokenDigest = Annotated[str, Field(pattern=DIGEST_PATTERN)]
+
+
+class AuthEntry(_Strict):
+    """How servers authenticate clients (peers always by certificate, under `tls`)."""
+
+    #: none: any client that can connect; cert: a client certificate from the cluster CA;
+    #: token: a token listed in `tokens`. cert and token need the `tls` section.
+    clients: Literal["none", "cert", "token"] = "none"
+    #: Token auth: client name -> "sha256:<hex>" of its token (`paxoi certs issue --token`).
+    tokens: dict[ClientName, TokenDigest] = {}
+    #: The file holding the token that clients reading this configuration present.
+    token_file: Path | None = None
+
+    @field_validator("token_file")
+    @classmethod
+    def _check_path(cls, value: Any) -> Any:
+        return _no_nul(value)
+
+
 class PaxoiConfig(_Strict):
     cluster: Annotated[str, Field(min_length=1, max_length=128)] = "paxoi"
     servers: dict[NodeId, ServerEntry]
@@ -99,18 +200,22 @@ class PaxoiConfig(_Strict):
     #: Milliseconds per tick of the protocol's clock.
     tick_ms: Annotated[float, Field(gt=0, le=10_000)] = 10.0
     policy: ElectionPolicy = ElectionPolicy.RANK
+    #: The replicated application: the chat log, or the key-value store.
+    app: Literal["chat", "kv"] = "chat"
     timing: TimingEntry = TimingEntry()
     limits: LimitsEntry = LimitsEntry()
     storage: StorageEntry = StorageEntry()
     faults: FaultsEntry = FaultsEntry()
+    tls: TlsEntry | None = None
+    auth: AuthEntry = AuthEntry()
 
     @model_validator(mode="after")
     def _check(self) -> PaxoiConfig:
         if not self.servers:
             raise ValueError("servers: at least one server is needed")
         for nid in self.servers:
-            if nid < 0:
-                raise ValueError(f"servers: node id {nid} must be >= 0")
+            if nid < 0 or nid > MAX_NODE_ID:
+                raise ValueError(f"servers: node id {nid} must be between 0 and {MAX_NODE_ID}")
         seen: dict[tuple[str, int], NodeId] = {}
         for nid, s in self.servers.items():
             addr = (s.host, s.port)
@@ -125,6 +230,13 @@ class PaxoiConfig(_Strict):
             raise ValueError(
                 f"f: is {self.f}, but {len(cluster.acceptors)} acceptors tolerate f = {cluster.f}"
             )
+        if self.auth.clients != "none" and self.tls is None:
+            raise ValueError(
+                f"auth.clients: {self.auth.clients} needs a tls section "
+                "(on plain TCP a certificate cannot be checked and a token is readable by anyone)"
+            )
+        if self.auth.clients == "token" and not self.auth.tokens:
+            raise ValueError("auth.tokens: token auth needs at least one token")
         return self
 
     def cluster_config(self) -> ClusterConfig:
@@ -182,6 +294,11 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except (ValueError, OverflowError) as e:
+        # PyYAML builds dates and times with datetime, which raises on "2001-13-01".
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     return data
@@ -198,7 +315,22 @@ def load_config(path: Path | str) -> PaxoiConfig:
             update={"dir": (path.parent / config.storage.dir).resolve()}
         )
         config = config.model_copy(update={"storage": storage})
-    return config
+    return _security_paths_from(config, path.parent.resolve())
+
+
+def _security_paths_from(config: PaxoiConfig, base: Path) -> PaxoiConfig:
+    """The configuration with relative tls and auth paths made relative to `base` (the
+    directory of the configuration file), as for storage.dir."""
+
+    def anchor(p: Any) -> Any:
+        return p if p is None or Path(p).is_absolute() else type(p)(base / p)
+
+    tls = config.tls
+    if tls is not None:
+        fields = ("ca", "cert", "key", "client_cert", "client_key")
+        tls = tls.model_copy(update={f: anchor(getattr(tls, f)) for f in fields})
+    auth = config.auth.model_copy(update={"token_file": anchor(config.auth.token_file)})
+    return config.model_copy(update={"tls": tls, "auth": auth})
 
 
 def local_config(

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from ..core.types import NodeId
@@ -31,6 +31,7 @@ class LocalCluster:
         server_args: Iterable[str] = (),
         log_level: str = "INFO",
         config_path: Path | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
         self.workdir = workdir
@@ -43,6 +44,8 @@ class LocalCluster:
         self.log_dir.mkdir(exist_ok=True)
         self.server_args = list(server_args)
         self.log_level = log_level
+        #: Environment variables set for the servers on top of ours (e.g. PAXOI_PLANT_BUG).
+        self.env = None if env is None else {**os.environ, **env}
         self.procs: dict[NodeId, subprocess.Popen[bytes]] = {}
         self.starts: dict[NodeId, int] = {}
 
@@ -77,6 +80,7 @@ class LocalCluster:
                 stdout=logfile,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in a terminal reaches us, not them
+                env=self.env,
             )
             logfile.close()
 
@@ -90,6 +94,13 @@ class LocalCluster:
             proc.send_signal(sig)
             if sig in (signal.SIGKILL, signal.SIGTERM):
                 proc.wait(10)
+
+    def pause(self, node: NodeId) -> None:
+        """Freeze server `node` (SIGSTOP): it neither runs nor answers until `resume`."""
+        self.kill(node, signal.SIGSTOP)
+
+    def resume(self, node: NodeId) -> None:
+        self.kill(node, signal.SIGCONT)
 
     def restart(self, node: NodeId) -> None:
         self.kill(node)
@@ -165,6 +176,10 @@ class LocalCluster:
     def time_bomb(self, node: NodeId, messages: int) -> None:
         """Server `node` crashes after sending `messages` more Paxos messages as leader."""
         self._control(node, Control("time_bomb", (), messages))
+
+    def clock(self, node: NodeId, rate: int) -> None:
+        """Run server `node`'s protocol clock at `rate` percent of real time (100: normal)."""
+        self._control(node, Control("clock", (), rate))
 
     def _control(self, node: NodeId, request: Control) -> None:
         from ..client import AsyncClient

@@ -16,16 +16,28 @@ import logging
 import os
 import random
 import signal
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sized
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from ..apps.chat import ChatEntry, ChatLog, canonical_line
+from ..apps.chat import ChatLog, canonical_line
+from ..apps.kv import KVStore
 from ..core.bugs import Bug, parse_bugs
-from ..core.messages import PROTOCOL_MESSAGES, ClientReply, PeerMessage, is_peer_message
+from ..core.messages import (
+    PROTOCOL_MESSAGES,
+    Applied,
+    ClientReply,
+    PeerMessage,
+    ReadReply,
+    ReadRequest,
+    ReplyStatus,
+    is_peer_message,
+)
 from ..core.node import Node
-from ..core.types import ClientId, Command, NodeId
+from ..core.statemachine import StateMachine
+from ..core.types import ClientId, NodeId
+from ..security.auth import Gate
 from ..storage import (
     GroupCommitter,
     MemoryStorage,
@@ -45,6 +57,8 @@ from ..transport.tcp import (
 from ..wire.codec import PROTOCOL_VERSION, Message, encode
 from ..wire.framing import frame
 from ..wire.messages import (
+    ERROR_BUSY,
+    ERROR_UNAUTHORIZED,
     KIND_CLIENT,
     KIND_SERVER,
     Control,
@@ -52,6 +66,7 @@ from ..wire.messages import (
     Hello,
     HelloAck,
     LogEntries,
+    Read,
     StatusReply,
     StatusRequest,
     Submit,
@@ -70,15 +85,37 @@ CRASH_EXIT_CODE = 3
 class ClientSession:
     """One client connection: where replies and subscribed log entries go."""
 
-    def __init__(self, client: ClientId, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        client: ClientId,
+        writer: asyncio.StreamWriter,
+        dirty: set[ClientSession] | None = None,
+    ) -> None:
         self.client = client
         self.writer = writer
         self.subscribed_from: int | None = None
         self.closed = False
+        #: Frames not yet written: replies of one Ready go out in one write.
+        self._out: list[bytes] = []
+        self._dirty = dirty
+        #: Sequence numbers submitted here and not answered yet (bounded: client_pending).
+        self.pending: set[int] = set()
 
     def send(self, msg: Message) -> None:
-        if not self.closed:
-            self.writer.write(frame(encode(msg)))
+        """Queue `msg`; it leaves at the end of the server's current Ready (or at once
+        for a session outside the Ready loop)."""
+        if self.closed:
+            return
+        self._out.append(frame(encode(msg)))
+        if self._dirty is None:
+            self.flush()
+        else:
+            self._dirty.add(self)
+
+    def flush(self) -> None:
+        if self._out and not self.closed:
+            self.writer.write(b"".join(self._out))
+        self._out.clear()
 
 
 class Server:
@@ -96,7 +133,11 @@ class Server:
         self.identity = NodeIdentity(config.cluster, node_id, config.fingerprint())
         self.data_dir: Path | None = None if config.storage.memory else config.data_dir(node_id)
         self.storage = storage if storage is not None else self._open_storage()
-        self.machine = ChatLog()
+        self.machine: StateMachine = ChatLog() if config.app == "chat" else KVStore()
+        #: The chat log, when the application is the chat (its file and subscriptions).
+        self.chat: ChatLog | None = self.machine if isinstance(self.machine, ChatLog) else None
+        #: Speed of the protocol clock in percent (a "clock" Control skews it).
+        self.clock_rate = 100
         seed = config.faults.seed
         self._rng = random.Random(f"{seed}/{node_id}") if seed else random.Random()
         self._drop_rng = random.Random(f"drop/{seed}/{node_id}")
@@ -123,6 +164,12 @@ class Server:
         self.incarnation = int.from_bytes(os.urandom(7), "big") | 1
         self._peer_incarnations: dict[NodeId, int] = {}
         self.sessions: dict[ClientId, ClientSession] = {}
+        #: Every client connection (several may share a client id).
+        self._client_conns: set[ClientSession] = set()
+        #: Sessions with replies queued during this Ready.
+        self._dirty: set[ClientSession] = set()
+        #: Connections that have not finished their handshake, oldest first.
+        self._handshaking: dict[asyncio.StreamWriter, None] = {}
         self._subscribers: set[ClientSession] = set()
         self._flush_scheduled = False
         self._chat_file: IO[str] | None = None
@@ -197,15 +244,23 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        # TLS contexts and client auth; first, so that a missing certificate fails the
+        # start (ConfigError naming the file) before anything is opened.
+        self.gate = Gate(self.config, self.id)
         self.committer = GroupCommitter(
             self.storage,
             loop.call_soon_threadsafe,
             on_error=partial(_call_in, loop, self._fatal),
         )
-        if self.data_dir is not None:
+        if self.data_dir is not None and self.chat is not None:
             self._chat_file = open(self.data_dir / "chat.log", "w", encoding="utf-8")  # noqa: SIM115
         self._server = await asyncio.start_server(
-            self._on_connection, self.me.bind_host, self.me.port, reuse_address=True
+            self._on_connection,
+            self.me.bind_host,
+            self.me.port,
+            reuse_address=True,
+            ssl=self.gate.server_ssl,  # with TLS on, plain TCP fails the handshake
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if self.gate.tls else None,
         )
         for peer, entry in self.config.servers.items():
             if peer != self.id:
@@ -217,6 +272,7 @@ class Server:
                     self.config.limits.peer_queue,
                     self._rng,
                     self.incarnation,
+                    ssl_context=self.gate.peer_ssl,
                 )
                 link.start()
                 self.links[peer] = link
@@ -267,9 +323,9 @@ class Server:
 
     async def _ticker(self) -> None:
         loop = asyncio.get_running_loop()
-        interval = self.config.tick_ms / 1000.0
         due = loop.time()
         while True:
+            interval = self.config.tick_ms / 1000.0 * 100 / self.clock_rate
             due += interval
             await asyncio.sleep(max(0.0, due - loop.time()))
             if loop.time() - due > 50 * interval:
@@ -289,6 +345,7 @@ class Server:
             return  # a crashing node sends nothing more
         ready = self.node.take_ready()
         if ready.is_empty():
+            self._flush_sessions()  # answers given outside the node (status, busy)
             return
         self._send_all(ready.send)
         if ready.persist or ready.send_after_persist:
@@ -301,10 +358,18 @@ class Server:
                 self._fatal(e)
                 return
         if ready.applied:
-            self._on_applied()
+            self._on_applied(ready.applied)
         for reply in ready.replies:
             self._reply(reply)
+        for answer in ready.read_replies:
+            self._reply(answer)
+        self._flush_sessions()
         self._check_faults()
+
+    def _flush_sessions(self) -> None:
+        dirty = self._dirty
+        while dirty:
+            dirty.pop().flush()
 
     def _release(self, messages: list[tuple[NodeId, PeerMessage]]) -> None:
         """The records these messages depend on are durable: let them go."""
@@ -337,21 +402,24 @@ class Server:
             link.send(data)
             self.stats["peer_out"] += 1
 
-    def _on_applied(self) -> None:
-        new = self.machine.since(self._written)
-        self._written += len(new)
-        if self._chat_file is not None:
+    def _on_applied(self, applied: list[Applied]) -> None:
+        if self._chat_file is not None and self.chat is not None:
+            new = self.chat.since(self._written)
+            self._written += len(new)
             self._chat_file.write("".join(canonical_line(e) for e in new))
             self._chat_file.flush()
-        if self._subscribers and new:
-            # The chat machine's result for an entry is its slot.
-            entries = tuple((e.slot, _command_of(e), str(e.slot).encode()) for e in new)
+        if self._subscribers:
+            entries = tuple((a.slot, a.command, a.result) for a in applied)
             for session in list(self._subscribers):
                 session.send(LogEntries(entries))
 
-    def _reply(self, reply: ClientReply) -> None:
+    def _reply(self, reply: ClientReply | ReadReply) -> None:
         session = self.sessions.get(reply.client)
-        if session is not None and not self._dropped():
+        if session is None:
+            return
+        if isinstance(reply, ClientReply):
+            session.pending.discard(reply.seq)
+        if not self._dropped():
             session.send(reply)
 
     def _dropped(self) -> bool:
@@ -371,9 +439,26 @@ class Server:
             self._connections.add(task)
             task.add_done_callback(self._connections.discard)
         peer = writer.get_extra_info("peername")
+        limits = self.config.limits
+        if len(self._handshaking) >= limits.max_handshaking:
+            # A flood of silent connections: drop the oldest, not the newcomer, so that a
+            # real peer (whose Hello comes at once) still gets through.
+            oldest = next(iter(self._handshaking))
+            del self._handshaking[oldest]
+            log.warning(
+                "closed connection from %s: no handshake yet, evicted for a newer one (%d at once)",
+                oldest.get_extra_info("peername"),
+                limits.max_handshaking,
+            )
+            oldest.transport.abort()
+            self.stats["evicted"] = self.stats.get("evicted", 0) + 1
+        self._handshaking[writer] = None
         frames = FrameReader(reader, self.config.limits.max_frame)
         try:
-            hello = await asyncio.wait_for(frames.read_one(), HANDSHAKE_TIMEOUT)
+            try:
+                hello = await asyncio.wait_for(frames.read_one(), limits.handshake_timeout)
+            finally:
+                self._handshaking.pop(writer, None)
             if not isinstance(hello, Hello):
                 raise _Refuse("bad-handshake", "the first frame must be Hello")
             if hello.version != PROTOCOL_VERSION:
@@ -385,6 +470,10 @@ class Server:
                     "wrong-cluster",
                     f"this is cluster {self.config.cluster!r}, not {hello.cluster!r}",
                 )
+            # Certificates and tokens (paxoi.security.auth): is it who its Hello claims?
+            refusal = self.gate.check(hello, writer.get_extra_info("peercert"))
+            if refusal is not None:
+                raise _Refuse(ERROR_UNAUTHORIZED, refusal)
             if hello.kind == KIND_SERVER:
                 if (
                     hello.node is None
@@ -409,7 +498,9 @@ class Server:
             await send_error(writer, "bad-frame", str(e))
         except TimeoutError:
             log.warning(
-                "closed connection from %s: no handshake within %.0f s", peer, HANDSHAKE_TIMEOUT
+                "closed connection from %s: no handshake within %.1f s",
+                peer,
+                limits.handshake_timeout,
             )
         except (ConnectionError, OSError):
             pass
@@ -451,23 +542,46 @@ class Server:
     ) -> None:
         # Replies go to the connection that last submitted for this client id: a client
         # may hold another connection (a subscription) under the same id.
-        session = ClientSession(client, writer)
+        limits = self.config.limits
+        if len(self._client_conns) >= limits.max_clients:
+            raise _Refuse(ERROR_BUSY, f"too many client connections ({limits.max_clients})")
+        session = ClientSession(client, writer, self._dirty)
+        self._client_conns.add(session)
         session.send(HelloAck(PROTOCOL_VERSION, self.config.cluster, self.id, self.node.leader))
+        session.flush()
         try:
             while True:
-                batch = await frames.read_batch()
+                try:
+                    idle = None if session in self._subscribers else limits.client_idle
+                    batch = await asyncio.wait_for(frames.read_batch(), idle)
+                except TimeoutError:
+                    log.info("closing client %s: silent for %.0f s", client, limits.client_idle)
+                    return
                 if batch is None:
                     return
                 for msg in batch:
                     if isinstance(msg, Submit):
-                        if msg.command.client != client:
+                        cmd = msg.command
+                        if cmd.client != client:
                             raise _Refuse("forged", "a client may submit only its own commands")
                         self.stats["client_in"] += 1
                         if self.sessions.get(client) is not session:
                             self.sessions[client] = session
+                        if not self._admit(session, cmd.seq):
+                            self.stats["busy"] = self.stats.get("busy", 0) + 1
+                            session.send(
+                                ClientReply(
+                                    client, cmd.seq, ReplyStatus.BUSY, leader=self.node.leader
+                                )
+                            )
+                            continue
                         if self._dropped():
                             continue
-                        self.node.submit(msg.command)
+                        self.node.submit(cmd)
+                    elif isinstance(msg, Read):
+                        if self.sessions.get(client) is not session:
+                            self.sessions[client] = session
+                        self.node.read(ReadRequest(client, msg.id, msg.query, msg.mode))
                     elif isinstance(msg, Subscribe):
                         self._subscribe(session, msg.from_slot)
                     elif isinstance(msg, StatusRequest):
@@ -480,9 +594,26 @@ class Server:
                 await writer.drain()
         finally:
             session.closed = True
+            self._client_conns.discard(session)
             self._subscribers.discard(session)
             if self.sessions.get(client) is session:
                 del self.sessions[client]
+
+    def _admit(self, session: ClientSession, seq: int) -> bool:
+        """Per-connection back-pressure: at most `client_pending` commands unanswered."""
+        pending = session.pending
+        if seq in pending or len(pending) < self.config.limits.client_pending:
+            pending.add(seq)
+            return True
+        # Full: forget what the replica has applied meanwhile (answers lost to faults).
+        replica = self.node.replica
+        table = replica.clients.get(session.client) if replica is not None else None
+        if table is not None:
+            pending.difference_update([s for s in pending if s <= table.last_seq])
+        if len(pending) < self.config.limits.client_pending:
+            pending.add(seq)
+            return True
+        return False
 
     def _control(self, msg: Control) -> ControlReply:
         if not self.config.faults.control:
@@ -495,15 +626,21 @@ class Server:
         elif msg.action == "time_bomb":
             self._bomb_limit, self.bomb_count = msg.value, 0
             self._check_faults()
+        elif msg.action == "clock":
+            if not 1 <= msg.value <= 10_000:
+                return ControlReply(False, "clock: value is a rate in percent, 1-10000")
+            self.clock_rate = msg.value
         return ControlReply(True, f"{msg.action} done")
 
     def _subscribe(self, session: ClientSession, from_slot: int) -> None:
-        backlog = [e for e in self.machine.since(0) if e.slot >= from_slot]
-        for i in range(0, len(backlog), SUBSCRIBE_CHUNK):
-            chunk = backlog[i : i + SUBSCRIBE_CHUNK]
-            session.send(
-                LogEntries(tuple((e.slot, _command_of(e), str(e.slot).encode()) for e in chunk))
-            )
+        if self.chat is not None:  # the backlog: the chat keeps its entries
+            backlog = [e for e in self.chat.since(0) if e.slot >= from_slot]
+            for i in range(0, len(backlog), SUBSCRIBE_CHUNK):
+                chunk = backlog[i : i + SUBSCRIBE_CHUNK]
+                # The chat machine's result for an entry is its slot.
+                session.send(
+                    LogEntries(tuple((e.slot, e.command(), str(e.slot).encode()) for e in chunk))
+                )
         self._subscribers.add(session)
 
     def status(self) -> StatusReply:
@@ -518,7 +655,7 @@ class Server:
             chosen=node.log.floor,
             applied=node.replica.slot_out if node.replica is not None else 0,
             extra={
-                "entries": len(self.machine),
+                "entries": len(self.machine) if isinstance(self.machine, Sized) else 0,
                 "clients": len(self.sessions),
                 "peers_connected": sum(link.connected for link in self.links.values()),
                 **({"syncs": self.committer.stats.syncs} if self.committer else {}),
@@ -549,10 +686,6 @@ class _Refuse(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def _command_of(e: ChatEntry) -> Command:
-    return Command(e.sender, e.seq, e.message.encode("utf-8"))
 
 
 async def serve(config: PaxoiConfig, node_id: NodeId) -> None:

@@ -16,11 +16,13 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..core.types import NodeId
+from ..security.tls import open_connection
 from ..wire.codec import PROTOCOL_VERSION, Message, decode, encode
 from ..wire.framing import FrameDecoder, frame
 from ..wire.messages import KIND_SERVER, ErrorReply, Hello
@@ -90,8 +92,13 @@ class PeerLink:
         max_queue: int,
         rng: random.Random,
         incarnation: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.incarnation = incarnation
+        #: TLS with our node certificate (None: plain TCP); the peer's certificate must
+        #: name the peer (paxoi.security.tls.open_connection).
+        self.ssl_context = ssl_context
+        self._tls_error = ""
         self.me = me
         self.peer = peer
         self.address = address
@@ -138,7 +145,14 @@ class PeerLink:
         while True:
             writer: asyncio.StreamWriter | None = None
             try:
-                reader, writer = await asyncio.open_connection(self.address.host, self.address.port)
+                reader, writer = await open_connection(
+                    self.address.host,
+                    self.address.port,
+                    ssl_context=self.ssl_context,
+                    cluster=self.cluster,
+                    node=self.peer,
+                    handshake_timeout=HANDSHAKE_TIMEOUT,
+                )
                 writer.write(
                     frame(
                         encode(
@@ -160,6 +174,8 @@ class PeerLink:
                     await self._pump(writer, watcher)
                 finally:
                     watcher.cancel()
+            except ssl.SSLError as e:  # a TLS or certificate problem, not a down peer
+                self._tls_failed(e)
             except (OSError, ConnectionError) as e:
                 if self.connected:
                     log.info("lost node %d at %s: %s", self.peer, self.address, e)
@@ -196,8 +212,20 @@ class PeerLink:
             msg = await frames.read_one()
         except DecodeError:
             msg = None
+        except ssl.SSLError as e:  # with TLS 1.3 a refused certificate shows up here
+            self._tls_failed(e)
+            return
+        except OSError:
+            return
         if isinstance(msg, ErrorReply):
             log.warning("node %d refused our connection: %s: %s", self.peer, msg.code, msg.message)
+
+    def _tls_failed(self, e: ssl.SSLError) -> None:
+        """Log a TLS failure once per distinct reason (the link retries every second)."""
+        why = str(e)
+        if why != self._tls_error:
+            self._tls_error = why
+            log.warning("TLS with node %d at %s failed: %s", self.peer, self.address, why)
 
 
 async def send_error(writer: asyncio.StreamWriter, code: str, message: str) -> None:

@@ -163,7 +163,7 @@ __all__ = [
 
 
 #: Run-time fault injection actions (`Control.action`).
-CONTROL_ACTIONS: frozenset[str] = frozenset({"partition", "heal", "time_bomb"})
+CONTROL_ACTIONS: frozenset[str] = frozenset({"partition", "heal", "time_bomb", "clock"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +172,9 @@ class Control:
 
     "partition": drop all traffic to and from the servers in `nodes`; "heal": stop
     dropping; "time_bomb": crash after `value` more Paxos messages sent as leader (0:
-    at once, if leading). Used by the scenario runner and the CS 380D master program.
+    at once, if leading); "clock": run the protocol clock at `value` percent of real
+    speed (clock drift, for leases; 100 restores it). Used by the scenario runner, the
+    nemesis and the CS 380D master program.
     """
 
     action: str
