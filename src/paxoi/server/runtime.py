@@ -138,6 +138,8 @@ class Server:
         self.chat: ChatLog | None = self.machine if isinstance(self.machine, ChatLog) else None
         #: Speed of the protocol clock in percent (a "clock" Control skews it).
         self.clock_rate = 100
+        #: Event-loop time of the node's next tick (see `_advance_clock`).
+        self._next_tick = 0.0
         seed = config.faults.seed
         self._rng = random.Random(f"{seed}/{node_id}") if seed else random.Random()
         self._drop_rng = random.Random(f"drop/{seed}/{node_id}")
@@ -276,6 +278,7 @@ class Server:
                 )
                 link.start()
                 self.links[peer] = link
+        self._next_tick = loop.time()
         self._spawn(self._ticker())
         if self.config.faults.lifetime is not None:
             loop.call_later(self.config.faults.lifetime, self.crash, "its lifetime is over")
@@ -323,14 +326,30 @@ class Server:
 
     async def _ticker(self) -> None:
         loop = asyncio.get_running_loop()
-        due = loop.time()
+        self._next_tick = loop.time()
         while True:
-            interval = self.config.tick_ms / 1000.0 * 100 / self.clock_rate
-            due += interval
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            if loop.time() - due > 50 * interval:
-                due = loop.time()  # we were suspended (SIGSTOP, a long GC): don't burst
+            await asyncio.sleep(max(0.0, self._next_tick - loop.time()))
+            self._advance_clock()
+
+    def _advance_clock(self) -> None:
+        """Tick the node once for every tick interval that has passed.
+
+        After a suspension (SIGSTOP, a long GC) the missed ticks are made up at once, up
+        to enough to expire every timer and lease, and *before* any input is handled: a
+        leader that slept through its lease must not answer a lease read from a frozen
+        clock (the sleep is real time in which a successor could have been chosen)."""
+        now = asyncio.get_running_loop().time()
+        interval = self.config.tick_ms / 1000.0 * 100 / self.clock_rate
+        timing = self.config.timing
+        burst = timing.election + timing.lease + 2
+        ticks = 0
+        while self._next_tick <= now and ticks < burst:
             self.node.tick()
+            ticks += 1
+            self._next_tick += interval
+        if self._next_tick <= now:
+            self._next_tick = now + interval  # the rest of a long sleep: skip, no storm
+        if ticks:
             self._flush()
 
     # ------------------------------------------------------------------ the Ready loop
@@ -581,6 +600,7 @@ class Server:
                     elif isinstance(msg, Read):
                         if self.sessions.get(client) is not session:
                             self.sessions[client] = session
+                        self._advance_clock()  # a lease must be judged on the time now
                         self.node.read(ReadRequest(client, msg.id, msg.query, msg.mode))
                     elif isinstance(msg, Subscribe):
                         self._subscribe(session, msg.from_slot)
