@@ -212,13 +212,13 @@ def _issue(args: argparse.Namespace, layout: _Layout) -> None:
         return
     if args.san and args.node is None:
         raise _Usage("--san goes with --node")
-    ca = certs.load_ca(*layout.ca())
+    if args.node is not None and args.node not in config.servers:
+        known = ", ".join(str(n) for n in sorted(config.servers))
+        raise _Usage(f"--node {args.node}: no such server in the configuration (known: {known})")
+    if args.client is not None:
+        _check_name(args.client)
+    ca = certs.load_ca(*layout.ca())  # only once the command line is known to be right
     if args.node is not None:
-        if args.node not in config.servers:
-            known = ", ".join(str(n) for n in sorted(config.servers))
-            raise _Usage(
-                f"--node {args.node}: no such server in the configuration (known: {known})"
-            )
         paths = layout.node(args.node)
         certs.check_writable(paths, args.force)
         hosts = [config.servers[args.node].host, *args.san]
@@ -226,7 +226,6 @@ def _issue(args: argparse.Namespace, layout: _Layout) -> None:
         certs.write_pair(*paths, cert, key, args.force)
         print(f"node {args.node}: {paths[0]}, {paths[1]}  (hosts {', '.join(hosts)})")
     else:
-        _check_name(args.client)
         paths = layout.client(args.client)
         certs.check_writable(paths, args.force)
         cert, key = certs.make_client_cert(ca, config.cluster, args.client, **days)
