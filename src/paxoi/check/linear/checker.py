@@ -109,7 +109,8 @@ class LinearResult:
         c = self.counts
         summary = (
             f"{self.operations} operations ({c['ok']} ok, {c['fail']} fail, {c['info']} info) "
-            f"on {len(self.keys)} keys, checked in {self.seconds:.2f} s"
+            f"on {len(self.keys)} key{'' if len(self.keys) == 1 else 's'}, "
+            f"checked in {self.seconds:.2f} s"
         )
         if self.ok:
             return f"linearizable: {summary}"
@@ -174,8 +175,8 @@ def _observed(ops: list[Op]) -> str:
     ordered = sorted(seen)
     kept = [
         s
-        for s, t in zip(ordered, [*ordered[1:], None], strict=True)
-        if t is None or not t.startswith(s)
+        for i, s in enumerate(ordered)
+        if i + 1 == len(ordered) or not ordered[i + 1].startswith(s)
     ]
     return "\x00".join(kept)
 
@@ -228,7 +229,7 @@ def check_history(
         if found.status == LINEARIZABLE:
             r.order = found.order
         elif found.status == NOT_LINEARIZABLE:
-            r.explanation = explain(key, ops, found, origin)
+            r.explanation = explain(key, ops, found, origin, len(all_ops))
         else:
             r.explanation = (
                 f"key {key!r}: undecided when the time budget ran out, after "

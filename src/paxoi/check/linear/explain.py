@@ -25,9 +25,15 @@ def _interval(op: Op, origin: int) -> str:
     return f"[{start:.6f}s, {(op.ret_time - origin) / 1e9:.6f}s]"
 
 
-def explain(key: str, ops: list[Op], found: SearchResult, origin: int) -> str:
-    """A readable account of why `key`'s sub-history (`ops`) is not linearizable."""
-    lines = [f"key {key!r} is not linearizable ({len(ops)} operations)."]
+def explain(key: str, ops: list[Op], found: SearchResult, origin: int, total: int) -> str:
+    """A readable account of why `key`'s sub-history is not linearizable.
+
+    `ops` are the ops the search worked on; `total` counts the key's ops before those
+    that cannot matter were left out.
+    """
+    left_out = total - len(ops)
+    note = f"; {left_out} that cannot matter left out" if left_out else ""
+    lines = [f"key {key!r} is not linearizable ({total} operations{note})."]
     prefix = found.prefix
     if prefix:
         shown = prefix[-PREFIX_TAIL:]
@@ -36,9 +42,12 @@ def explain(key: str, ops: list[Op], found: SearchResult, origin: int) -> str:
             + (f"; its last {len(shown)}:" if len(shown) < len(prefix) else ":")
         )
         lines.extend(f"  {_interval(op, origin)} {describe(op)}" for op in shown)
+        lines.append(f"After it the value is {show(found.prefix_state)}.")
     else:
-        lines.append("Not even the first operation can be linearized.")
-    lines.append(f"After it the value is {show(found.prefix_state)}.")
+        lines.append(
+            f"Not even a first operation can be linearized (the value is "
+            f"{show(found.prefix_state)} to begin with)."
+        )
 
     blocked = found.blocked
     if blocked is None or blocked.ret is None:
