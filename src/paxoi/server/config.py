@@ -294,11 +294,12 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    except (ValueError, OverflowError) as e:
-        # PyYAML builds dates and times with datetime, which raises on "2001-13-01".
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
     except RecursionError:
         raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
+    except Exception as e:
+        # PyYAML's constructors raise what they meet on some bad input: ValueError from
+        # datetime on "2001-13-01", AttributeError on "!!timestamp x", and so on.
+        raise ConfigError(f"{path}: not valid YAML: {type(e).__name__}: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     return data

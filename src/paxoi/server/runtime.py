@@ -47,7 +47,6 @@ from ..storage import (
     StorageError,
 )
 from ..transport.tcp import (
-    HANDSHAKE_TIMEOUT,
     Address,
     FrameReader,
     PeerLink,
@@ -262,7 +261,7 @@ class Server:
             self.me.port,
             reuse_address=True,
             ssl=self.gate.server_ssl,  # with TLS on, plain TCP fails the handshake
-            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if self.gate.tls else None,
+            ssl_handshake_timeout=self.config.limits.handshake_timeout if self.gate.tls else None,
         )
         for peer, entry in self.config.servers.items():
             if peer != self.id:

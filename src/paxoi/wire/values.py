@@ -45,16 +45,21 @@ def short(x: Any) -> str:
 
 
 def unpack(data: bytes) -> Any:
+    # No container can hold more elements than there are bytes left to encode them, so
+    # the limits never exceed len(data): msgpack allocates an array's list from its
+    # header, before reading the elements, and 1,000 nested headers each claiming the
+    # maximum would otherwise reserve gigabytes for a 5 KB payload.
+    n = len(data)
     try:
         return msgpack.unpackb(
             data,
             raw=False,
             use_list=True,
             strict_map_key=True,
-            max_bin_len=MAX_BIN,
-            max_str_len=MAX_STR,
-            max_array_len=MAX_ARRAY,
-            max_map_len=1024,
+            max_bin_len=min(MAX_BIN, n),
+            max_str_len=min(MAX_STR, n),
+            max_array_len=min(MAX_ARRAY, n),
+            max_map_len=min(1024, n),
             max_ext_len=0,
         )
     except Exception as e:  # msgpack raises many types on bad input; they all mean one thing
