@@ -152,11 +152,7 @@ def _pso_runs(
     """Start the replicas, drive each point (results appended to `runs`), stop them."""
     with LoadProcesses(specs, log_dir=workdir, module="paxoi.bench.pso_node", name="pso") as cl:
         cl.wait_ready(timeout=70.0)
-        leaders = {w.ready_doc.get("leader") for w in cl.workers}
-        if len(leaders) != 1 or None in leaders:
-            raise LoadError(f"the PySyncObj replicas do not agree on a leader: {leaders}")
-        leader_addr = leaders.pop()
-        leader = addrs.index(str(leader_addr))
+        leader = addrs.index(_agreed_leader(cl, timeout=30.0))
         pids = cl.pids()
         idle = _pso_sample(pids)
         for i, (c, k) in enumerate(points):
@@ -195,6 +191,20 @@ def _pso_runs(
             )
         cl.check("at the end")
     return idle
+
+
+def _agreed_leader(cl: LoadProcesses, timeout: float) -> str:
+    """The leader every replica names, asked until they agree (an election may be on)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        leaders = {w.ready_doc.get("leader") for w in cl.workers}
+        if len(leaders) == 1 and None not in leaders:
+            return str(leaders.pop())
+        if time.monotonic() > deadline:
+            raise LoadError(f"the PySyncObj replicas do not agree on a leader: {leaders}")
+        cl.send_all({"ask": "leader"})
+        cl.poll(0.2)
+        cl.check("while electing")
 
 
 def run_pysyncobj_profiles(

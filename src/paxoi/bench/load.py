@@ -105,6 +105,11 @@ class LoadProcesses:
             doc = spec.to_json() if isinstance(spec, WorkerSpec) else spec
             self._send(worker, {"spec": doc})
 
+    def send_all(self, doc: dict[str, Any]) -> None:
+        """One line to every process (a request its module understands)."""
+        for w in self.workers:
+            self._send(w, doc)
+
     def pids(self) -> list[int]:
         return [w.proc.pid for w in self.workers]
 
@@ -179,6 +184,8 @@ class LoadProcesses:
         if kind == "ready":
             worker.ready = True
             worker.ready_doc = doc
+        elif kind == "leader":
+            worker.ready_doc = {**worker.ready_doc, "leader": doc.get("leader")}
         elif kind == "progress":
             worker.done = int(doc["done"])
         elif kind == "result":

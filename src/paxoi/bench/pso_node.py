@@ -11,8 +11,8 @@ client connection, no client-side encode/decode, no extra process, no network ho
 commands issued on the leader.
 
 Same JSON-lines protocol as `paxoi.bench.worker`: stdin gets `{"spec": ...}` then
-`{"go": ...}` (or nothing, for a replica that does not drive); stdout gets `ready`
-(with the leader it sees), `progress` and `result`. A closed stdin stops the replica.
+`{"go": ...}` (or nothing, for a replica that does not drive), or `{"ask": "leader"}`;
+stdout gets `ready` and `leader` (with the leader it knows of), `progress` and `result`. A closed stdin stops the replica.
 """
 
 from __future__ import annotations
@@ -153,15 +153,22 @@ def main() -> int:
             time.sleep(0.01)
         # a first command through the whole path before the clock starts
         room.post(make_payload(spec.size, "prime "), sync=True, timeout=30)
-        leader = room._getLeader()
-        _emit({"type": "ready", "leader": str(leader.address if leader else None)})
+        _emit({"type": "ready", "leader": _leader(room)})
         for line in sys.stdin:
             msg = json.loads(line)
             if "go" in msg:
                 _drive(room, spec, msg["go"])
+            elif msg.get("ask") == "leader":
+                _emit({"type": "leader", "leader": _leader(room)})
         return 0
     finally:
         room.destroy()
+
+
+def _leader(room: Any) -> str | None:
+    """The address of the leader this replica knows of."""
+    leader = room._getLeader()
+    return None if leader is None else str(leader.address)
 
 
 def _drive(room: Any, spec: NodeSpec, go: dict[str, Any]) -> None:

@@ -82,6 +82,7 @@ def sweep_table(runs: Sequence[dict[str, Any]]) -> str:
             f"{_num(r['fsync']['commands_per_sync'], ',.1f'):>9}"
             f"{_num(leader.get('cpu_percent')):>12}"
             f"{_num(sum(load) if load else None):>10}{r['errors']:>7}"
+            + ("  leader changed" if r.get("leader_changed") else "")
         )
     return "\n".join(lines)
 

@@ -271,7 +271,10 @@ def run_point(
         pids = load.pids()
     cluster.check_alive()
     servers = window_figures(m.first, m.last, m.result.committed)
+    # The leader when the window opened; if none was (an election under way), at its end.
     leader = m.first.leader()
+    if leader is None:
+        leader = m.last.leader()
     leader_fig = servers["servers"].get(str(leader)) if leader is not None else None
     return {
         "clients": clients,
