@@ -32,6 +32,10 @@ at all and is left out of the check.
 `info` means the operation may have taken effect, at any time after its invocation, or
 never. An invocation with no completion in the file is treated the same way.
 
+Real time is what `time` says: the checker orders events by time, and events with equal
+times by their order in the file. One recorder reads its clock and writes under one lock,
+so its file is in time order; histories merged from several machines need one clock.
+
 `HistoryRecorder` writes such files as events happen; `load_history` reads them back,
 refusing malformed lines with their line number; `RecordingKV` runs key-value operations
 through a client and records each one.

@@ -5,7 +5,7 @@ each key's sub-history is (linearizability is local), and the checker searches k
 A register's state is its value, a string, or None while the key is absent; `step` is
 `KVStore.execute` restated on that state (append to an absent key starts from "").
 
-Each operation is compiled once into a `code` and two arguments, so the search's inner
+Each operation is compiled once into a `code` and up to three arguments, so the search's inner
 loop is a few comparisons, not a re-interpretation of the event:
 
     GET       a=value read                  legal iff state == a
