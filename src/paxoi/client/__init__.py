@@ -1,4 +1,5 @@
-"""paxoi.client: submit commands to a paxoi cluster, synchronously or with asyncio."""
+"""paxoi.client: submit commands to a paxoi cluster, synchronously or with asyncio, and
+record what happened as a history for the linearizability checker."""
 
 from .client import (
     AsyncClient,
@@ -8,5 +9,17 @@ from .client import (
     ServerRefused,
     SubmitTimeout,
 )
+from .history import HistoryError, HistoryRecorder, RecordingKV, load_history
 
-__all__ = ["AsyncClient", "Client", "ClientClosed", "ClientError", "ServerRefused", "SubmitTimeout"]
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ClientClosed",
+    "ClientError",
+    "HistoryError",
+    "HistoryRecorder",
+    "RecordingKV",
+    "ServerRefused",
+    "SubmitTimeout",
+    "load_history",
+]
