@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from paxoi.apps.chat import escape
 from paxoi.bench.cluster import NodeSample, Sample, window_figures
 from paxoi.bench.load import split_clients
 from paxoi.bench.runner import best_under, parse_points
@@ -154,7 +155,8 @@ def test_payload_is_printable_ascii_of_the_size(size: int, tag: str) -> None:
     payload = make_payload(size, tag.encode("ascii", "ignore").decode())
     assert len(payload) == size
     assert all(0x20 <= b < 0x7F for b in payload)
-    payload.decode("utf-8")
+    assert b"\\" not in payload  # the chat log would escape every message
+    assert escape(payload.decode("utf-8")) == payload.decode("utf-8")
 
 
 def test_worker_spec_json_round_trip() -> None:
