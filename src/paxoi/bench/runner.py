@@ -157,7 +157,7 @@ class Progress:
         phase = "warm-up" if now < start else ("measuring" if now < end else "draining")
         bar = "#" * filled + "." * (self.WIDTH - filled)
         self.stream.write(
-            f"\r{self.label}[{bar}] {now - t0:5.1f}/{total:.1f} s {phase:<9} "
+            f"\r{self.label}[{bar}] {max(0.0, now - t0):5.1f}/{total:.1f} s {phase:<9} "
             f"{self._rate:>9,.0f} cmd/s"
         )
         self.stream.flush()
