@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,8 @@ from .schedule import FaultSpec
 
 #: Seconds to wait for a server to answer a Control or a status request.
 CONTROL_TIMEOUT = 1.0
+#: Seconds a server has to exit after SIGTERM (LocalCluster.kill waits this long).
+STOP_TIMEOUT = 10.0
 #: Seconds an isolated paused server stays cut off after it wakes.
 ISOLATED_WAKE = 0.5
 
@@ -169,6 +172,8 @@ class Nemesis:
         self.errors: list[str] = []
         #: Servers that exited on their own (not killed or stopped by the nemesis).
         self.exits: list[str] = []
+        #: Servers that did not stop when asked (SIGTERM).
+        self.hangs: list[str] = []
 
     # ------------------------------------------------------------------ the thread
     def start(self) -> None:
@@ -200,10 +205,13 @@ class Nemesis:
                     self._resync()
                 if self._stop.is_set():
                     return
-                if is_start:
-                    self._begin(i, self.schedule[i])
-                else:
-                    self._end(i)
+                try:
+                    if is_start:
+                        self._begin(i, self.schedule[i])
+                    else:
+                        self._end(i)
+                except Exception as e:  # reported in the summary; the next fault still comes
+                    self.errors.append(f"nemesis at {self.now():.1f} s: {type(e).__name__}: {e}")
             while not self._stop.is_set():
                 self._stop.wait(0.2)
                 self._resync()
@@ -276,7 +284,15 @@ class Nemesis:
                 self._send_blocked(self.nodes)
         elif kind == "restart":
             self.down.add(node)
-            c.kill(node, signal.SIGTERM)
+            try:
+                c.kill(node, signal.SIGTERM)
+            except subprocess.TimeoutExpired:
+                self.hangs.append(
+                    f"node {node} did not exit within {STOP_TIMEOUT:.0f} s of SIGTERM "
+                    f"(at {self.now():.1f} s; killed with SIGKILL)"
+                )
+                self.say(f"[{self.now():6.1f} s] node {node} still running after SIGTERM: SIGKILL")
+                c.kill(node, signal.SIGKILL)
             c.start([node])
             self.down.discard(node)
             self.resync.add(node)

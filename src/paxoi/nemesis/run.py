@@ -297,6 +297,7 @@ def run_nemesis(
         report.problems += nemesis.heal_all()
         report.problems += nemesis.errors
         report.problems += nemesis.exits
+        report.problems += nemesis.hangs
         report.injections = list(nemesis.injections)
         if not _wait_converged(cluster, opts.recover_timeout):
             report.problems.append(
