@@ -119,7 +119,11 @@ class NemesisReport:
             )
         if self.lost is not None and not self.lost.ok:
             return "FAIL: acknowledged writes lost"
-        return "FAIL"
+        if self.disagreements:
+            return "FAIL: replicas disagree"
+        if self.lost is None:
+            return "FAIL: not checked for lost writes (no final values; problems below)"
+        return "FAIL: linearizable and nothing lost, but see the problems above"
 
     def fault_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -190,6 +194,8 @@ class NemesisReport:
                 f"acknowledged writes: {lo.acknowledged}, {state} "
                 f"(final lists hold {lo.elements} elements, {lo.unknown_elements} of unknown outcome)"
             )
+        else:
+            lines.append("acknowledged writes: not checked (no final values)")
         if self.disagreements:
             lines.append(f"replicas disagree: {len(self.disagreements)} value(s)")
         for p in self.problems:
@@ -299,15 +305,17 @@ def run_nemesis(
         report.problems += nemesis.exits
         report.problems += nemesis.hangs
         report.injections = list(nemesis.injections)
-        if not _wait_converged(cluster, opts.recover_timeout):
+        recovered = _wait_converged(cluster, opts.recover_timeout)
+        report.seconds["recovery"] = time.monotonic() - t1
+        if not recovered:
             report.problems.append(
                 f"no recovery within {opts.recover_timeout:.0f} s after healing: "
                 + _describe_statuses(cluster)
             )
-        report.seconds["recovery"] = time.monotonic() - t1
-        say(f"[{time.monotonic() - t0:6.1f} s] recovered in {report.seconds['recovery']:.1f} s")
-
-        if not report.problems:
+        else:
+            say(f"[{time.monotonic() - t0:6.1f} s] recovered in {report.seconds['recovery']:.1f} s")
+            # Even after other problems (a server that ignored SIGTERM, ...): the checks
+            # of the history and the final values still say whether data was lost.
             final, missing = asyncio.run(final_reads(config, recorder, workload.keys))
             report.final = final
             if missing:
@@ -334,7 +342,8 @@ def run_nemesis(
             t2 = time.monotonic()
             timeout = opts.check_timeout or max(60.0, 2 * opts.duration)
             report.linear = check_history(events, timeout=timeout)
-            report.lost = check_lost(events, report.final) if report.final else LostReport()
+            # Without final values (no recovery) the lost-write check cannot be made.
+            report.lost = check_lost(events, report.final) if report.final else None
             report.seconds["check"] = time.monotonic() - t2
         report.seconds["total"] = time.monotonic() - started
         expected_failure = opts.plant_bug is not None or opts.reads == "stale"
