@@ -403,26 +403,34 @@ async def final_reads(
     config: PaxoiConfig, recorder: HistoryRecorder, keys: Sequence[str], attempts: int = 5
 ) -> tuple[dict[str, str | None], list[str]]:
     """Read every key through the log (recorded as process "final"); the values, and the
-    keys no attempt could read."""
+    keys no attempt could read. A read of unknown outcome is retried with a new client."""
     final: dict[str, str | None] = {}
     missing: list[str] = []
     gen = 0
-    for key in keys:
-        for _ in range(attempts):
-            client = AsyncClient.from_config(
-                config, name=f"nemesis-final-{gen}", timeout=3.0, retry_interval=0.5
-            )
-            rkv = RecordingKV(client, recorder, process=f"final.{gen}", timeout=3.0)
-            try:
-                final[key] = await rkv.get(key)
-                break
-            except Exception:
-                gen += 1  # outcome unknown: the next attempt is a new client
-            finally:
-                with contextlib.suppress(Exception):
-                    await client.close()
-        else:
-            missing.append(key)
+    client: AsyncClient | None = None
+    rkv: RecordingKV | None = None
+    try:
+        for key in keys:
+            for _ in range(attempts):
+                if client is None or rkv is None:
+                    client = AsyncClient.from_config(
+                        config, name=f"nemesis-final-{gen}", timeout=3.0, retry_interval=0.5
+                    )
+                    rkv = RecordingKV(client, recorder, process=f"final.{gen}", timeout=3.0)
+                try:
+                    final[key] = await rkv.get(key)
+                    break
+                except Exception:
+                    gen += 1  # outcome unknown: the next attempt is a new client
+                    with contextlib.suppress(Exception):
+                        await client.close()
+                    client = rkv = None
+            else:
+                missing.append(key)
+    finally:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
     return final, missing
 
 

@@ -5,7 +5,10 @@ Two kinds of client run side by side, each one operation at a time (a Jepsen pro
 - workers (`--clients`) read and write: on register keys (`r0`, `r1`, ...) get, put and
   compare-and-set, on list keys (`l0`, `l1`, ...) get and append. Every value written is
   unique in the run (`v17`; list elements `e17;`), so a read says which write it saw and
-  a list says which appends it holds, in which order.
+  a list says which appends it holds, in which order. After 100 appends a list key is
+  retired and its slot goes on with a fresh one (`l0.1`, `l0.2`, ...), as Jepsen's
+  append workload does: every read and append result holds the whole list, so unbounded
+  lists would make the history grow with the square of the run's length.
 - readers (`--readers`) only read. Reader i first contacts server i mod n and stays with
   whichever server answers it; it gives up on a silent server only after 4 s (workers:
   1 s). So a leader that is paused or cut off keeps being asked while it is, and as it
@@ -72,6 +75,8 @@ class WorkloadOptions:
     reads: str = "lease"
     op_timeout: float = 1.0
     seed: int | str = 0
+    #: Appends to one list key before its slot moves on to a fresh key.
+    max_appends: int = 100
 
 
 @dataclass
@@ -95,12 +100,33 @@ class Workload:
         self.config = config
         self.recorder = recorder
         self.options = options
-        self.registers, self.lists = key_names(options.workload, options.keys)
-        self.keys = self.registers + self.lists
+        self.registers, lists = key_names(options.workload, options.keys)
+        #: The list key each list slot appends to now; it moves to a fresh key after
+        #: `max_appends` appends, so no list (nor any event holding it) grows without bound.
+        self.lists = list(lists)
+        self._appends = [0] * len(lists)
+        self._rolls = [0] * len(lists)
+        #: Every list key used in the run (each one is read and checked at the end).
+        self.used_lists: list[str] = list(lists)
         self.nodes: list[NodeId] = sorted(config.servers)
         self.stats = WorkloadStats()
         self._values = itertools.count(1)
         self._stopping = False
+
+    @property
+    def keys(self) -> list[str]:
+        """Every key used so far: registers, and every list key (old ones included)."""
+        return self.registers + self.used_lists
+
+    def _list_key(self, slot: int) -> str:
+        """The key of list slot `slot` for the next append (rolling over when full)."""
+        if self._appends[slot] >= self.options.max_appends:
+            self._rolls[slot] += 1
+            self._appends[slot] = 0
+            self.lists[slot] = f"l{slot}.{self._rolls[slot]}"
+            self.used_lists.append(self.lists[slot])
+        self._appends[slot] += 1
+        return self.lists[slot]
 
     def stop(self) -> None:
         """No worker starts another operation (those under way finish or time out)."""
@@ -200,14 +226,17 @@ class Workload:
         self, rkv: RecordingKV, rng: random.Random, reader: bool, seen: dict[str, str | None]
     ) -> bool:
         """One operation; False when its outcome is unknown and the client must be new."""
-        key = rng.choice(self.keys)
-        is_list = key in self.lists
+        current = self.registers + self.lists
+        pick = rng.randrange(len(current))
+        key = current[pick]
+        is_list = pick >= len(self.registers)
         r = rng.random()
         through_log = self.options.reads == "log"
         try:
             if reader or (is_list and r < 0.3) or (not is_list and r < 0.4):
                 seen[key] = await rkv.get(key)
             elif is_list:
+                key = self._list_key(pick - len(self.registers))
                 await rkv.append(key, element(next(self._values)))
             elif r < 0.7:
                 value = f"v{next(self._values)}"
