@@ -474,7 +474,8 @@ class Server:
         frames = FrameReader(reader, self.config.limits.max_frame)
         try:
             try:
-                hello = await asyncio.wait_for(frames.read_one(), limits.handshake_timeout)
+                async with asyncio.timeout(limits.handshake_timeout):  # see _serve_client
+                    hello = await frames.read_one()
             finally:
                 self._handshaking.pop(writer, None)
             if not isinstance(hello, Hello):
@@ -571,7 +572,11 @@ class Server:
             while True:
                 try:
                     idle = None if session in self._subscribers else limits.client_idle
-                    batch = await asyncio.wait_for(frames.read_batch(), idle)
+                    # Not wait_for: on 3.11 it can swallow the cancellation close()
+                    # sends when the read completes at the same moment (gh-86296), and
+                    # the server would then not stop until this client went away.
+                    async with asyncio.timeout(idle):
+                        batch = await frames.read_batch()
                 except TimeoutError:
                     log.info("closing client %s: silent for %.0f s", client, limits.client_idle)
                     return
