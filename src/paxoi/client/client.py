@@ -160,12 +160,9 @@ class AsyncClient:
             self._outstanding[seq] = entry
             self._send(entry)
             try:
-                return await asyncio.wait_for(asyncio.shield(entry.future), timeout or self.timeout)
-            except TimeoutError:
-                raise SubmitTimeout(
-                    f"no answer for command {seq} within {timeout or self.timeout:.1f} s; "
-                    "it may or may not have been applied"
-                ) from None
+                return await self._answer(
+                    entry.future, timeout, f"command {seq}", "; it may or may not have been applied"
+                )
             finally:
                 self._outstanding.pop(seq, None)
 
@@ -195,13 +192,22 @@ class AsyncClient:
             self._reads[read_id] = entry
             self._send_read(entry)
             try:
-                return await asyncio.wait_for(asyncio.shield(entry.future), timeout or self.timeout)
-            except TimeoutError:
-                raise SubmitTimeout(
-                    f"no answer for read {read_id} within {timeout or self.timeout:.1f} s"
-                ) from None
+                return await self._answer(entry.future, timeout, f"read {read_id}")
             finally:
                 self._reads.pop(read_id, None)
+
+    async def _answer(
+        self, future: asyncio.Future[bytes], timeout: float | None, what: str, note: str = ""
+    ) -> bytes:
+        """The result `future` gets, or SubmitTimeout. One deadline, no extra task or
+        shield per request: on the hot path of every submit. A future cancelled by the
+        deadline is done, so a late answer for it is ignored."""
+        limit = self.timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(limit):
+                return await future
+        except TimeoutError:
+            raise SubmitTimeout(f"no answer for {what} within {limit:.1f} s{note}") from None
 
     async def close(self) -> None:
         self._closed = True
