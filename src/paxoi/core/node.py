@@ -63,7 +63,6 @@ class Node:
         self.id = node_id
         self.config = config
         self.roles = roles
-        self._bugs = bugs
         self._ready = Ready()
         self._local: deque[PeerMessage] = deque()
         self._draining = False
@@ -149,7 +148,7 @@ class Node:
     def read(self, req: ReadRequest) -> None:
         """A client's read-only query (see `reads.py`; reads through the log are commands)."""
         p, r = self.proposer, self.replica
-        if req.mode is ReadMode.LEASE and not self.config.timing.lease and not self._bugs:
+        if req.mode is ReadMode.LEASE and not self.config.timing.lease:
             status = ReplyStatus.UNSUPPORTED  # leases are off in this cluster
             self._read_reply(ReadReply(req.client, req.id, status, leader=self.leader))
             return
