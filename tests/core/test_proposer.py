@@ -451,6 +451,24 @@ def test_leader_heartbeats_every_heartbeat_ticks() -> None:
     assert beats == [period, 2 * period, 3 * period]
 
 
+@pytest.mark.parametrize("accepts", [True, False], ids=["accepts-flow", "silence"])
+def test_accepts_from_the_leader_count_as_heartbeats(accepts: bool) -> None:
+    """A follower whose heartbeats are stuck behind a stream of accepts (an overloaded
+    leader) keeps following; with neither, it campaigns after the election timeout."""
+    node, _ = make_node(1)
+    leader = Ballot(0, 0)
+    node.step(Heartbeat(0, leader, 0))
+    timeout = node.config.timing.election
+    campaigned = False
+    for t in range(3 * timeout):
+        if accepts and t % 10 == 0:
+            node.step(Accept(0, leader, t, X))
+        node.tick()
+        campaigned |= bool(msgs(node.take_ready().send_after_persist, Prepare))
+    assert campaigned is not accepts
+    assert (node.leader == 0) is accepts
+
+
 # ------------------------------------------------------------------------------ planted bugs
 
 

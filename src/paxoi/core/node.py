@@ -203,7 +203,7 @@ class Node:
         if isinstance(msg, Accept):
             if a is not None:
                 if p is not None:
-                    p.observe(msg.ballot)
+                    p.on_accept(msg.ballot)
                 a.on_accept(msg)
         elif isinstance(msg, Accepted):
             if p is not None:

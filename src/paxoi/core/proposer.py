@@ -377,12 +377,22 @@ class Proposer:
                 self._abandon()
 
     def observe(self, ballot: Ballot) -> None:
-        """A ballot seen in a prepare or accept handled by this node's acceptor."""
+        """A ballot seen in a prepare handled by this node's acceptor."""
         self.election.observe(ballot)
         if ballot.node != self.id and self.ballot is not None and ballot > self.ballot:
             if self.phase is not Phase.FOLLOWER:
                 self._abandon()
             self.election.restart_timer()
+
+    def on_accept(self, ballot: Ballot) -> None:
+        """An Accept reached this node's acceptor: its sender leads, in phase 2.
+
+        It counts as a heartbeat. Under load a follower reads a stream of accepts, and a
+        heartbeat queued behind them (or a leader's tick delayed by a busy loop) must not
+        make it campaign against a leader that is plainly at work."""
+        self.observe(ballot)
+        if ballot.node != self.id:
+            self.election.heard_leader(ballot)
 
     def _abandon(self) -> None:
         """Step down. Queued clients are told to look elsewhere; proposals in flight may
