@@ -125,6 +125,7 @@ def merge(readies: Iterable[Ready]) -> Ready:
     out = Ready()
     for r in readies:
         out.persist += r.persist
+        out.persist_lazy += r.persist_lazy
         out.send += r.send
         out.send_after_persist += r.send_after_persist
         out.replies += r.replies
@@ -233,7 +234,7 @@ class Cluster:
         ready = self.nodes[n].take_ready()
         if not ready.is_empty():
             self.readies.append((n, ready))
-        for record in ready.persist:  # 1. durable first, in order
+        for record in ready.persist + ready.persist_lazy:  # 1. durable first, in order
             self.disks[n].apply(record)
             self.persisted[n].append(record)
         for dst, msg in ready.send:  # 2. may leave at once

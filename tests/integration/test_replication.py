@@ -317,3 +317,20 @@ def test_restarted_server_is_reached_despite_a_half_open_link(cluster: LocalClus
     sent = {**first.sent, **second.sent}
     for node in ALL:
         check_exactly_once(entries(cluster, node), sent)
+
+
+def test_one_fsync_per_command_at_low_load(cluster: LocalCluster) -> None:
+    """One client, one command at a time: the leader syncs each accept, and the decision
+    rides along with the next write instead of costing a sync of its own."""
+    leader = cluster.wait_leader()
+
+    def syncs() -> int:
+        status = cluster.status(leader)
+        assert status is not None and status.is_leader
+        return int(status.extra["syncs"])
+
+    before, n = syncs(), 100
+    load = asyncio.run(run_clients(cluster.config, clients=1, per_client=n, deadline=30))
+    assert sum(map(len, load.results.values())) == n
+    # 2n before decisions were lazy; a few spare for heartbeat-time lazy writes
+    assert syncs() - before <= n + n // 4

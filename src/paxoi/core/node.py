@@ -90,7 +90,7 @@ class Node:
                 self.log,
                 machine,
                 self._send,
-                self._persist,
+                self._persist_lazy,
                 self._reply,
                 self._emit,
                 bugs,
@@ -273,6 +273,9 @@ class Node:
 
     def _persist(self, record: Record) -> None:
         self._ready.persist.append(record)
+
+    def _persist_lazy(self, record: Record) -> None:
+        self._ready.persist_lazy.append(record)
 
     def _reply(self, reply: ClientReply) -> None:
         self._ready.replies.append(reply)

@@ -8,6 +8,11 @@ The contract a shell (server runtime, simulator) must honour, as in etcd's Ready
    back to it with `Node.step` at that point, like any other.
 4. `replies`, `read_replies` and `applied` are for clients and the application; they never wait for
    this node's disk (what they report is already durable at a quorum of acceptors).
+5. `persist_lazy` records may be written whenever suits the shell (with the next write
+   of `persist` records, or on a timer when the node is idle) and may be lost in a
+   crash: nothing waits for them. They are a learner's decisions, which its peers and
+   the acceptors still hold: a restarted learner that lost some catches up. Not forcing
+   a sync of their own keeps one fsync per command at low load instead of two.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ class Ready:
     replies: list[ClientReply] = field(default_factory=list)
     applied: list[Applied] = field(default_factory=list)
     read_replies: list[ReadReply] = field(default_factory=list)
+    persist_lazy: list[Record] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (
@@ -36,4 +42,5 @@ class Ready:
             or self.replies
             or self.applied
             or self.read_replies
+            or self.persist_lazy
         )

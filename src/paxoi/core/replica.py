@@ -102,7 +102,7 @@ class Replica:
                 self.log.add(slot, value)  # raises: R1
             return
         if self.log.add(slot, value):
-            self._persist(DecidedRecord(slot, value))
+            self._persist(DecidedRecord(slot, value))  # lazily: see Ready.persist_lazy
         self._apply_ready()
 
     def on_decide(self, m: Decide) -> None:

@@ -35,6 +35,7 @@ from ..core.messages import (
     is_peer_message,
 )
 from ..core.node import Node
+from ..core.records import Record
 from ..core.statemachine import StateMachine
 from ..core.types import ClientId, NodeId
 from ..security.auth import Gate
@@ -77,6 +78,10 @@ from .config import PaxoiConfig
 log = logging.getLogger("paxoi.server")
 
 SUBSCRIBE_CHUNK = 512
+#: Lazy records that force a write even while others keep coming (a bound on memory).
+LAZY_LIMIT = 4096
+#: Ticks lazy records wait for a write to join before they get one of their own.
+LAZY_TICKS = 10
 #: Exit status of a server that crashed itself on purpose (time bomb, lifetime, skip slot).
 CRASH_EXIT_CODE = 3
 
@@ -160,6 +165,11 @@ class Server:
         self._doomed = False
         self._skip_passed = False
         self.committer: GroupCommitter | None = None
+        #: Records that may wait (Ready.persist_lazy): they go with the next write, or
+        #: once they have waited LAZY_TICKS with the disk idle, so a decision never costs
+        #: an fsync of its own while commands keep coming.
+        self._lazy: list[Record] = []
+        self._lazy_waited = 0
         self.links: dict[NodeId, PeerLink] = {}
         #: Fixed for this process's life; peers remake their links when it changes.
         self.incarnation = int.from_bytes(os.urandom(7), "big") | 1
@@ -309,6 +319,9 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self.committer is not None:
+            if self._lazy and not self.committer.failed and not self._doomed:
+                with contextlib.suppress(StorageError):
+                    self.committer.submit(self._lazy, _nothing)
             try:
                 await asyncio.get_running_loop().run_in_executor(None, self.committer.close)
             except StorageError as e:
@@ -350,6 +363,7 @@ class Server:
             self._next_tick = now + interval  # the rest of a long sleep: skip, no storm
         if ticks:
             self._flush()
+            self._write_lazy(ticks)
 
     # ------------------------------------------------------------------ the Ready loop
     def _kick(self) -> None:
@@ -366,14 +380,12 @@ class Server:
             self._flush_sessions()  # answers given outside the node (status, busy)
             return
         self._send_all(ready.send)
-        if ready.persist or ready.send_after_persist:
-            assert self.committer is not None
-            try:
-                self.committer.submit(
-                    ready.persist, partial(self._release, ready.send_after_persist)
-                )
-            except StorageError as e:
-                self._fatal(e)
+        self._lazy += ready.persist_lazy
+        if ready.persist or ready.send_after_persist or len(self._lazy) >= LAZY_LIMIT:
+            records = ready.persist
+            if self._lazy:
+                records, self._lazy, self._lazy_waited = self._lazy + records, [], 0
+            if not self._commit(records, partial(self._release, ready.send_after_persist)):
                 return
         if ready.applied:
             self._on_applied(ready.applied)
@@ -383,6 +395,28 @@ class Server:
             self._reply(answer)
         self._flush_sessions()
         self._check_faults()
+
+    def _commit(self, records: list[Record], done: Callable[[], None]) -> bool:
+        assert self.committer is not None
+        try:
+            self.committer.submit(records, done)
+        except StorageError as e:
+            self._fatal(e)
+            return False
+        return True
+
+    def _write_lazy(self, ticks: int) -> None:
+        """On a tick: decisions that found no write to ride along with go now, if the
+        node has been quiet for a while (under load a write is always coming)."""
+        if not self._lazy:
+            self._lazy_waited = 0
+            return
+        self._lazy_waited += ticks
+        if self._lazy_waited < LAZY_TICKS or self.committer is None or self.committer.pending:
+            return
+        records, self._lazy = self._lazy, []
+        self._lazy_waited = 0
+        self._commit(records, _nothing)
 
     def _flush_sessions(self) -> None:
         dirty = self._dirty
@@ -686,6 +720,10 @@ class Server:
                 **self.stats,
             },
         )
+
+
+def _nothing() -> None:
+    pass
 
 
 def _call_in(

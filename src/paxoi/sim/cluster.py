@@ -242,7 +242,7 @@ class Simulation:
         for dst, msg in ready.send:
             self._send(nid, dst, msg)
         disk = self.disks[nid]
-        start, free = disk.write(ready.persist, ready.send_after_persist)
+        start, free = disk.write(ready.persist, ready.send_after_persist, ready.persist_lazy)
         for dst, msg in free:
             self._send(nid, dst, msg)
         if start:
