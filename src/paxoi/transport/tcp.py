@@ -190,14 +190,15 @@ class PeerLink:
             backoff = min(backoff * 2, 1.0)
 
     async def _pump(self, writer: asyncio.StreamWriter, watcher: asyncio.Task[None]) -> None:
+        """Write what is queued, all of it in one write, whenever the queue fills.
+
+        Waits on the wake event alone (the watcher sets it when it ends): no task or
+        `asyncio.wait` per wake-up, which on a busy leader is thousands a second."""
+        watcher.add_done_callback(lambda _: self._wake.set())
         while not watcher.done():
             if not self._queue:
                 self._wake.clear()
-                waiter = asyncio.ensure_future(self._wake.wait())
-                done, _ = await asyncio.wait({waiter, watcher}, return_when=asyncio.FIRST_COMPLETED)
-                if watcher in done:
-                    waiter.cancel()
-                    break
+                await self._wake.wait()
                 continue
             chunk = b"".join(self._queue)
             self.sent += len(self._queue)
