@@ -5,6 +5,7 @@ the server's memory stays bounded, and a well-behaved client keeps being served.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -82,11 +83,38 @@ def test_too_many_clients_are_refused_busy(shared: LocalCluster) -> None:
             msgs = extra.drain_until_closed()
             errors = [m for m in msgs if isinstance(m, ErrorReply)]
             assert errors and errors[0].code == ERROR_BUSY, msgs
+        # A client library user refused "busy" is not told its command failed (it may
+        # still be applied): the client backs off, reconnects and resends.
+        server_log = shared.log_dir / f"node-{leader}.log"
+        refused_before = _refusals(server_log)
+        outcome: list[object] = []
+        waiting = threading.Thread(
+            target=lambda: outcome.append(_submit_or_error(shared, "patient")), daemon=True
+        )
+        waiting.start()
+        wait_until(
+            lambda: _refusals(server_log) > refused_before,
+            10,
+            "the waiting client to be refused busy",
+        )
     finally:
         for c in conns:
             c.close()
     # Once they are gone, clients are served again.
+    waiting.join(30)
+    assert outcome and isinstance(outcome[0], bytes), outcome
     wait_until(lambda: _try_serve(shared), 10, "a client to be served after the holders left")
+
+
+def _refusals(server_log: Path) -> int:
+    return server_log.read_text(errors="replace").count("too many client connections")
+
+
+def _submit_or_error(cluster: LocalCluster, text: str) -> bytes | Exception:
+    try:
+        return submit_one(cluster.config, text, timeout=20)
+    except Exception as e:
+        return e
 
 
 def _try_serve(cluster: LocalCluster) -> bool:

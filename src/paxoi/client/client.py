@@ -32,6 +32,7 @@ from ..transport.tcp import FrameReader, close_quietly
 from ..wire.codec import PROTOCOL_VERSION, Message, encode
 from ..wire.framing import frame
 from ..wire.messages import (
+    ERROR_BUSY,
     KIND_CLIENT,
     Control,
     ControlReply,
@@ -459,6 +460,11 @@ class AsyncClient:
                 self.redirects += 1
                 self._move(msg.leader)
         elif isinstance(msg, ErrorReply):
+            if msg.code == ERROR_BUSY:
+                # Too many connections there: the server closes this one and we connect
+                # again after a backoff. Commands sent earlier may still be applied, so
+                # they stay outstanding and are resent (exactly-once makes that safe).
+                return
             error = ServerRefused(f"node {src}: {msg.code}: {msg.message}")
             for entry in self._outstanding.values():
                 if not entry.future.done():
