@@ -207,3 +207,18 @@ def test_best_under() -> None:
     best = best_under(runs, 10.0)
     assert best is not None and best["throughput"] == 900.0
     assert best_under(runs, 0.5) is None
+
+
+@pytest.mark.parametrize("size", [1, 16, 64, 1024])
+def test_kv_payload_is_a_put_of_the_lane_key(size: int) -> None:
+    import json
+
+    from paxoi.bench.worker import command_payload
+
+    payload = command_payload("kv", size, "b0.3 ")
+    doc = json.loads(payload)
+    assert doc["op"] == "put" and doc["key"] == "b0.3"
+    from paxoi.apps import kv
+
+    assert len(payload) == max(size, len(kv.put("b0.3", "")))  # padded to size if it can
+    assert command_payload("chat", size, "b0.3 ") == make_payload(size, "b0.3 ")

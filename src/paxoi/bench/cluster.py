@@ -2,7 +2,7 @@
 
 `BenchCluster` starts 2f+1 servers (fsync on unless asked otherwise) in a temporary
 directory that is deleted afterwards, waits for a leader, and takes `Sample`s: each
-server's group-commit count (`syncs`), applied commands (`entries`), CPU time and resident
+server's group-commit count (`syncs`), applied commands (its `applied` counter), CPU time and resident
 memory. Two samples make the figures of a measuring window. Only the PIDs it started are
 ever looked at or signalled (through `LocalCluster`).
 """
@@ -115,6 +115,7 @@ class BenchCluster:
         keep: bool = False,
         log_level: str = "WARNING",
         start_timeout: float = 30.0,
+        app: str = "chat",
     ) -> None:
         if servers < 1 or servers % 2 == 0:
             raise ValueError("servers: an odd number (3, 5, 7)")
@@ -125,7 +126,7 @@ class BenchCluster:
         self._own_dir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="paxoi-bench-"))
         config = local_config(
-            (servers - 1) // 2, 0, self.workdir / "data", ports=free_ports(servers)
+            (servers - 1) // 2, 0, self.workdir / "data", ports=free_ports(servers), app=app
         )
         self.local = LocalCluster(
             config,
@@ -172,7 +173,7 @@ class BenchCluster:
             proc = self.local.procs.get(node)
             usage = proc_usage(proc.pid) if proc is not None else None
             syncs = st.extra.get("syncs") if st is not None else None
-            entries = st.extra.get("entries") if st is not None else None
+            entries = st.extra.get("applied") if st is not None else None
             nodes[node] = NodeSample(
                 up=st is not None,
                 leader=bool(st is not None and st.is_leader),

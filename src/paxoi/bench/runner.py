@@ -54,6 +54,8 @@ class BenchParams:
     sweep: list[tuple[int, int]] | None = None
     timeout: float = 10.0
     keep: bool = False
+    #: The servers' application: "chat", or "kv" (bounded state, for memory runs).
+    app: str = "chat"
 
     def validate(self) -> None:
         if self.servers not in (1, 3, 5, 7, 9):
@@ -66,6 +68,8 @@ class BenchParams:
             raise ValueError("--duration: 0.5 to 3600 s")
         if not 0 <= self.warmup <= 600:
             raise ValueError("--warmup: 0 to 600 s")
+        if self.app not in ("chat", "kv"):
+            raise ValueError("--app: chat or kv")
         if self.workers is not None and self.workers < 1:
             raise ValueError("--workers: at least 1")
         for c, k in self.sweep or []:
@@ -261,6 +265,7 @@ def run_point(
             size=params.size,
             index=i,
             timeout=params.timeout,
+            app=params.app,
         )
         for i, n in enumerate(shares)
     ]
@@ -316,7 +321,9 @@ def run_bench(
         "parameters": {k: v for k, v in asdict(params).items() if k != "keep"},
         "runs": [],
     }
-    with BenchCluster(params.servers, fsync=params.fsync, keep=params.keep) as cluster:
+    with BenchCluster(
+        params.servers, fsync=params.fsync, keep=params.keep, app=params.app
+    ) as cluster:
         doc["machine"]["fsync_probe_ms"] = measure_fsync(cluster.workdir)
         idle = cluster.sample()
         doc["cluster"] = {

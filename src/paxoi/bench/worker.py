@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from paxoi.apps import kv
 from paxoi.bench.stats import LatencyHistogram
 
 #: A command still unanswered this long after the window closed is abandoned.
@@ -51,6 +52,8 @@ class WorkerSpec:
     outstanding: int
     size: int
     index: int = 0
+    #: The servers' application: "chat" (messages) or "kv" (a put of one key per client).
+    app: str = "chat"
     #: Seconds before a command counts as failed (the client library's timeout).
     timeout: float = 10.0
     max_commands_per_lane: int = MAX_COMMANDS_PER_LANE
@@ -98,6 +101,17 @@ def make_payload(size: int, tag: str = "") -> bytes:
     fill = size - len(head)
     body = (_PRINTABLE * (fill // len(_PRINTABLE) + 1))[:fill]
     return head + body
+
+
+def command_payload(app: str, size: int, tag: str) -> bytes:
+    """A lane's command. For "kv", a put of key `tag` padded towards `size` bytes (never
+    under the JSON it needs): the store's state stays one key per client, so memory
+    measures the servers, not a growing application state."""
+    if app != "kv":
+        return make_payload(size, tag)
+    key = tag.strip()
+    bare = len(kv.put(key, ""))
+    return kv.put(key, make_payload(size - bare, "").decode() if size > bare else "")
 
 
 @dataclass
@@ -169,7 +183,12 @@ async def run_clients(
     rec = Recorder(window)
     lanes = [
         asyncio.ensure_future(
-            lane(s, make_payload(spec.size, f"b{spec.index}.{i} "), rec, spec.max_commands_per_lane)
+            lane(
+                s,
+                command_payload(spec.app, spec.size, f"b{spec.index}.{i} "),
+                rec,
+                spec.max_commands_per_lane,
+            )
         )
         for i, s in enumerate(sessions)
         for _ in range(spec.outstanding)
@@ -241,7 +260,7 @@ async def _main(spec: WorkerSpec) -> int:
     try:
         # One command per session first: connections are up and the leader is found
         # before the driver starts the clock.
-        prime = make_payload(spec.size, f"b{spec.index} prime ")
+        prime = command_payload(spec.app, spec.size, f"b{spec.index}.prime")
         await asyncio.gather(*(s.submit(prime) for s in sessions))
         _emit({"type": "ready", "pid": os.getpid()})
         gone: asyncio.Future[Any] = asyncio.ensure_future(control.gone.wait())

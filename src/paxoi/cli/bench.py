@@ -30,6 +30,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--size", type=int, default=16, metavar="BYTES", help="command size (16)")
     parser.add_argument(
+        "--app",
+        choices=("chat", "kv"),
+        default="chat",
+        help="the servers' application (chat); kv: each client puts one key, so the "
+        "state stays small: use it to watch the servers' memory",
+    )
+    parser.add_argument(
         "--duration", type=float, metavar="S", help="measured seconds per run (10; 5 with --sweep)"
     )
     parser.add_argument("--warmup", type=float, default=1.5, metavar="S", help="not measured (1.5)")
@@ -77,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             sweep=sweep,
             timeout=args.timeout,
             keep=args.keep,
+            app=args.app,
         )
         params.validate()
     except ValueError as e:

@@ -191,6 +191,7 @@ class Server:
         #: Why the server stopped on its own, if it did (a storage failure).
         self.failed: BaseException | None = None
         self.stats = {"peer_in": 0, "peer_out": 0, "client_in": 0, "dropped": 0, "rejected": 0}
+        self.stats["applied"] = 0  # commands applied by this process (replay included)
 
     def _open_storage(self) -> Storage:
         if self.config.storage.memory:
@@ -455,6 +456,7 @@ class Server:
             self.stats["peer_out"] += 1
 
     def _on_applied(self, applied: list[Applied]) -> None:
+        self.stats["applied"] += len(applied)
         if self._chat_file is not None and self.chat is not None:
             new = self.chat.since(self._written)
             self._written += len(new)
