@@ -56,7 +56,7 @@ def explain(report: dict[str, Any]) -> str:
 @pytest.mark.timeout(120)
 def test_ci_run_every_fault_is_linearizable(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:  # fmt: skip
     status, report = nemesis(
-        capsys, tmp_path, "--servers", "3", "--duration", "15", "--faults", "all", "--seed", "20"
+        capsys, tmp_path, "--servers", "3", "--duration", "20", "--faults", "all", "--seed", "20"
     )
     assert passed(status, report), explain(report)
     assert report["linearizability"]["status"] == "linearizable"
