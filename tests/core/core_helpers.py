@@ -26,9 +26,11 @@ from paxoi.core import (
     Ballot,
     Batch,
     Bug,
+    CatchupReply,
     ClientReply,
     ClusterConfig,
     Command,
+    Decide,
     DurableState,
     Limits,
     Node,
@@ -310,8 +312,28 @@ class Cluster:
         return leader
 
     def decided(self, n: NodeId) -> dict[Slot, Batch]:
+        """The decisions node n's log holds (not those compacted away)."""
         log = self.nodes[n].log
-        return {s: v for s in range(log.top) if (v := log.get(s)) is not None}
+        return {s: v for s in range(log.base, log.top) if (v := log.get(s)) is not None}
+
+    def history(self) -> dict[Slot, Batch]:
+        """Every decision any node was told or holds: compacted logs no longer hold them
+        all. A slot told two different values fails (R1)."""
+        out: dict[Slot, Batch] = {}
+
+        def add(slot: Slot, value: Batch) -> None:
+            assert out.setdefault(slot, value) == value, f"R1: slot {slot} told two values"
+
+        for _, _, m in self.sent:
+            if isinstance(m, Decide):
+                add(m.slot, m.value)
+            elif isinstance(m, CatchupReply):
+                for slot, value in m.decisions:
+                    add(slot, value)
+        for n in self.nodes:
+            for slot, value in self.decided(n).items():
+                add(slot, value)
+        return out
 
     def ok_replies(self, n: NodeId | None = None) -> list[ClientReply]:
         ids = self.config.nodes if n is None else (n,)
@@ -382,14 +404,15 @@ def check_safety(cluster: Cluster) -> None:
     chosen_values = {(s, v) for _, s, v in chosen}
     for s, v in agreed.items():
         assert (s, v) in chosen_values, f"learned slot {s} = {v} without a quorum of Accepted"
-    # R2/R3 and E1/E2: each replica's state is its decided prefix applied by the rules.
+    # R2/R3 and E1/E2: each replica's state is its decided prefix applied by the rules
+    # (whether it applied each slot or restored a snapshot covering some).
+    history = cluster.history()
     for n in learners:
         node = cluster.nodes[n]
         machine = cluster.machines[n]
         assert node.replica is not None and machine is not None
         slot_out = node.replica.slot_out
-        decided = cluster.decided(n)
-        assert all(s in decided for s in range(slot_out)), f"R2: hole below slot_out at {n}"
+        assert all(s in node.log for s in range(slot_out)), f"R2: hole below slot_out at {n}"
         got = [(s, c, q) for s, c, q, _ in machine.entries]
-        assert got == expected_entries(decided, slot_out), f"R3: replica {n} state differs"
+        assert got == expected_entries(history, slot_out), f"R3: replica {n} state differs"
         assert len(set(machine.commands)) == len(machine.commands), f"E1: replica {n}"

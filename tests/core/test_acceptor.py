@@ -317,3 +317,85 @@ def test_planted_bug_acceptor_replies_before_persist(planted: bool) -> None:
         assert early == [Promise, Accepted] and late == []
     else:
         assert early == [] and late == [Promise, Accepted]
+
+
+# ------------------------------------------------------------------------------ compaction
+
+
+def with_slots(*slots: int, **kw) -> tuple[Acceptor, Capture]:
+    """An acceptor that accepted X in ballot 2 at each of `slots`."""
+    a, cap = acceptor(**kw)
+    for s in slots:
+        a.on_accept(Accept(1, b(2), s, X))
+    cap.clear()
+    return a, cap
+
+
+@pytest.mark.parametrize(
+    "compact,from_slot,reported",
+    [
+        (0, 0, [1, 3, 5, 7]),
+        (4, 0, [5, 7]),  # compacted slots are no longer reported...
+        (4, 6, [7]),  # ...and from_slot still applies above them
+        (8, 0, []),
+    ],
+)
+def test_promise_reports_compaction_and_only_what_lies_above(compact, from_slot, reported) -> None:
+    a, cap = with_slots(1, 3, 5, 7)
+    a.compact(compact)
+    assert sorted(a.accepted) == [s for s in (1, 3, 5, 7) if s >= compact]
+    a.on_prepare(Prepare(1, b(3), from_slot))
+    [(_, promise, after_persist)] = cap.sent
+    assert isinstance(promise, Promise) and after_persist
+    assert promise.compacted == compact
+    assert [pv.slot for pv in promise.accepted] == reported
+
+
+def test_compaction_never_goes_back() -> None:
+    a, _ = with_slots(1, 5)
+    a.compact(4)
+    a.compact(2)
+    assert a.compacted == 4 and sorted(a.accepted) == [5]
+
+
+@pytest.mark.parametrize(
+    "promised,ballot,reply,persisted",
+    [
+        # a decided slot under our snapshot: yes, with nothing stored (the value is moot)
+        (b(2), b(2), Accepted, []),
+        # a higher ballot is still a promise, and must be durable before the reply
+        (b(2), b(5), Accepted, [PromisedRecord(b(5))]),
+        # A2 first: a lower ballot is refused as anywhere else
+        (b(2), b(1), Preempted, []),
+    ],
+)
+def test_accept_below_compaction_stores_nothing(promised, ballot, reply, persisted) -> None:
+    a, cap = acceptor(promised=promised, compacted=10)
+    a.on_accept(Accept(ballot.node, ballot, 4, Y))
+    [(_, msg, after_persist)] = cap.sent
+    assert type(msg) is reply and after_persist is (reply is Accepted)
+    assert cap.persisted == persisted and a.accepted == {}
+    assert a.promised == max(promised, ballot)
+
+
+def test_recovered_acceptor_is_compacted_only_under_its_own_snapshot() -> None:
+    """Node wiring: the durable base compacts the acceptor of a learner node; an
+    acceptor-only node has no snapshot and never compacts."""
+    from core_helpers import make_node
+
+    from paxoi.core import ClusterConfig, Snapshot, SnapshotRecord
+
+    disk = DurableState()
+    for s in (1, 5, 9):
+        disk.apply(AcceptedRecord(PValue(b(2), s, X)))
+    disk.apply(SnapshotRecord(Snapshot(8, b"[]"), 6))
+    assert sorted(disk.accepted) == [9]
+    node, _ = make_node(0, durable=disk)
+    assert node.acceptor is not None and node.acceptor.compacted == 6
+    assert node.log.floor == 8 and node.replica is not None and node.replica.slot_out == 8
+    plain = DurableState()
+    for s in (1, 5, 9):
+        plain.apply(AcceptedRecord(PValue(b(2), s, X)))
+    only, _ = make_node(1, ClusterConfig.separate(1, 3, 1), durable=plain)
+    assert only.acceptor is not None and only.acceptor.compacted == 0
+    assert sorted(only.acceptor.accepted) == [1, 5, 9]

@@ -103,3 +103,93 @@ def test_span_serves_known_decisions_in_slot_order(start, stop, limit, expected)
     span = log.span(start, stop, limit)
     assert [s for s, _ in span] == expected
     assert all(v == log.get(s) for s, v in span)
+
+
+# ------------------------------------------------------------------------------ compaction
+
+
+def full(n: int, *, start: int = 0) -> DecisionLog:
+    """Slots [start, n) decided, each with its own one-command value."""
+    log = DecisionLog()
+    for s in range(start, n):
+        log.add(s, (cmd("x", s + 1),))
+    return log
+
+
+@pytest.mark.parametrize(
+    "below,base,held",
+    [
+        (4, 4, 6),  # values below 4 dropped
+        (0, 0, 10),  # nothing to drop
+        (10, 10, 0),  # everything decided so far
+        (15, 10, 0),  # never past the floor: what is not decided cannot be compacted
+    ],
+)
+def test_compact_drops_values_below_and_keeps_them_decided(below, base, held) -> None:
+    log = full(10)
+    log.compact(below)
+    assert (log.base, log.floor, log.top, len(log)) == (base, 10, 10, held)
+    assert all(s in log for s in range(10))  # still decided (R2)
+    assert all(log.get(s) is None for s in range(base))
+    assert all(log.get(s) is not None for s in range(base, 10))
+
+
+def test_compact_never_goes_back() -> None:
+    log = full(10)
+    log.compact(6)
+    log.compact(3)
+    assert log.base == 6 and len(log) == 4
+
+
+def test_below_base_a_decision_is_ignored_not_compared() -> None:
+    log = full(10)
+    log.compact(5)
+    assert log.add(2, B) is False  # cannot be checked against a dropped value (R1 is moot)
+    assert log.get(2) is None and len(log) == 5
+    with pytest.raises(InvariantViolation):
+        log.add(7, B)  # above the base R1 still holds
+
+
+def test_span_never_reaches_below_base() -> None:
+    log = full(10)
+    log.compact(6)
+    assert [s for s, _ in log.span(0, 10, 100)] == [6, 7, 8, 9]
+
+
+@pytest.mark.parametrize(
+    "slot,result,base,floor,top,held",
+    [
+        (20, True, 20, 23, 23, [20, 21, 22]),  # out-of-order values above survive, and join
+        (25, True, 25, 25, 25, []),  # everything held is below: all dropped
+        (4, False, 0, 5, 23, [0, 1, 2, 3, 4, 20, 21, 22]),  # not past the floor: no change
+    ],
+)
+def test_install_moves_the_log_past_a_snapshot(slot, result, base, floor, top, held) -> None:
+    log = full(5)
+    for s in (20, 21, 22):
+        log.add(s, (cmd("y", s),))
+    assert log.install(slot) is result
+    assert (log.base, log.floor, log.top) == (base, floor, top)
+    assert sorted(s for s in range(30) if log.get(s) is not None) == held
+    assert all(s in log for s in range(log.floor))
+
+
+@pytest.mark.parametrize(
+    "decided,base,known,expected_base,floor",
+    [
+        # stored log [3, 8) above a snapshot at 6: everything held
+        (range(3, 8), 3, 6, 3, 8),
+        # decision 4 lost in a crash (persisted lazily): hold only the contiguous part
+        ([3, 5, 6, 7], 3, 6, 5, 8),
+        # snapshot at 6, nothing held below it
+        ([6, 7, 9], 6, 6, 6, 8),
+        # no snapshot: the old behaviour
+        ([0, 1, 3], 0, 0, 0, 2),
+    ],
+)
+def test_rebuilt_above_a_snapshot(decided, base, known, expected_base, floor) -> None:
+    log = DecisionLog({s: (cmd("x", s + 1),) for s in decided}, base, known)
+    assert (log.base, log.floor) == (expected_base, floor)
+    assert all(s in log for s in range(floor))
+    assert all(log.get(s) is not None for s in range(expected_base, floor))
+    assert all(log.get(s) is None for s in range(expected_base))

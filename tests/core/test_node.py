@@ -259,12 +259,12 @@ def _lossy_run(seed: int, cfg: ClusterConfig, loss: float, ticks: int) -> Cluste
 FAST = Timing(heartbeat=2, election=10, retransmit=3, catchup=3)
 
 
+@pytest.mark.parametrize("every", [0, 3], ids=["no-snapshots", "snapshots"])
 @pytest.mark.parametrize("policy", list(ElectionPolicy))
 @pytest.mark.parametrize("seed", range(3))
-def test_safety_and_convergence_under_loss_and_crashes(policy, seed) -> None:
-    cfg = ClusterConfig.colocated(
-        3, timing=FAST, policy=policy, limits=Limits(window=4, max_batch=3)
-    )
+def test_safety_and_convergence_under_loss_and_crashes(policy, seed, every) -> None:
+    limits = Limits(window=4, max_batch=3, snapshot_every=every, log_keep=1, snapshot_chunk=40)
+    cfg = ClusterConfig.colocated(3, timing=FAST, policy=policy, limits=limits)
     c = _lossy_run(seed, cfg, loss=0.2, ticks=250)
     c.tick(150)
     check_safety(c)
@@ -274,9 +274,11 @@ def test_safety_and_convergence_under_loss_and_crashes(policy, seed) -> None:
     assert all(e == entries[0] for e in entries)
 
 
+@pytest.mark.parametrize("every", [0, 3], ids=["no-snapshots", "snapshots"])
 @pytest.mark.parametrize("seed", range(2))
-def test_safety_with_separate_roles_under_loss(seed) -> None:
-    cfg = ClusterConfig.separate(2, 3, 2, timing=FAST, limits=Limits(window=4, max_batch=3))
+def test_safety_with_separate_roles_under_loss(seed, every) -> None:
+    limits = Limits(window=4, max_batch=3, snapshot_every=every, log_keep=1, snapshot_chunk=40)
+    cfg = ClusterConfig.separate(2, 3, 2, timing=FAST, limits=limits)
     c = _lossy_run(seed, cfg, loss=0.2, ticks=250)
     c.tick(150)
     check_safety(c)
@@ -287,3 +289,27 @@ def test_roles_of_a_colocated_node() -> None:
     node, _ = make_node(0)
     assert node.roles == frozenset(Role)
     assert node.acceptor is not None and node.proposer is not None and node.replica is not None
+
+
+# ------------------------------------------------------------------------------ memory
+
+
+@pytest.mark.parametrize("every", [0, 50])
+def test_memory_stays_bounded_over_many_slots(every: int) -> None:
+    """Issue #8: what each server holds per slot (its learner's log, its acceptor's
+    accepted values) stays bounded with snapshots on, and grows without them."""
+    keep, window, slots = 10, 8, 1_500
+    c = Cluster(config(3, snapshot_every=every, log_keep=keep, window=window))
+    leader = c.elect()
+    peak = 0
+    for i in range(1, slots + 1):
+        c.submit(leader, cmd("a", i))
+        for node in c.nodes.values():
+            assert node.acceptor is not None
+            peak = max(peak, len(node.acceptor.accepted), len(node.log))
+    assert c.nodes[leader].log.floor == slots
+    if every:
+        assert peak <= every + keep + window
+    else:
+        assert peak == slots
+    check_safety(c)

@@ -31,6 +31,7 @@ from paxoi.core import (
     Ballot,
     BallotRecord,
     Bug,
+    CatchupRequest,
     ClusterConfig,
     Decide,
     DurableState,
@@ -565,3 +566,87 @@ def test_retry_of_an_adopted_command_takes_no_second_slot() -> None:
     c.tick(20)
     decided = c.decided(candidate)
     assert decided == {0: (cmd("a", 1),)}
+
+
+# ------------------------------------------------------------------------------ compaction
+
+
+def win_compacted(
+    promises: dict[int, tuple[tuple[PValue, ...], int]],
+    *,
+    bugs: frozenset[Bug] = frozenset(),
+    cfg: ClusterConfig | None = None,
+) -> tuple[Node, Ballot, Ready]:
+    """As `win`, each promise with its `compacted` point: src -> (accepted, compacted)."""
+    node, _ = make_node(0, cfg, durable=DurableState(round_used=5), bugs=bugs)
+    ballot, first = campaign(node)
+    [(_, prepare), *_] = msgs(first.send_after_persist, Prepare)
+    for src, (accepted, compacted) in promises.items():
+        node.step(Promise(src, ballot, prepare.from_slot, accepted, compacted))
+    return node, ballot, merge([first, node.take_ready()])
+
+
+@pytest.mark.parametrize(
+    "promises,expected,next_slot",
+    [
+        # nobody compacted: the usual recovery, holes and all
+        ({1: ((pv(2, 1, 3, *X),), 0), 2: ((), 0)}, {0: NOOP, 1: NOOP, 2: NOOP, 3: X}, 4),
+        # acceptor 2 compacted below 10: nothing at all is proposed below 10, not even
+        # acceptor 1's stale value for slot 3, nor no-ops for the "holes"
+        ({1: ((pv(1, 1, 3, *Y),), 0), 2: ((), 10)}, {}, 10),
+        # above the compaction point recovery goes on as usual
+        (
+            {1: ((pv(1, 1, 3, *Y), pv(2, 1, 12, *X)), 0), 2: ((), 10)},
+            {10: NOOP, 11: NOOP, 12: X},
+            13,
+        ),
+        # the highest compaction point of the quorum counts
+        ({1: ((pv(2, 1, 12, *X),), 5), 2: ((pv(2, 1, 12, *X),), 12)}, {12: X}, 13),
+    ],
+)
+def test_C2_leader_proposes_nothing_below_the_quorums_compaction(
+    promises, expected, next_slot
+) -> None:
+    node, _, ready = win_compacted(promises)
+    assert node.is_leader
+    assert proposals(ready) == expected
+    assert node.proposer.next_slot == next_slot
+
+
+@pytest.mark.parametrize("planted", [False, True])
+def test_planted_bug_leader_ignores_compacted(planted: bool) -> None:
+    bugs = frozenset({Bug.LEADER_IGNORES_COMPACTED}) if planted else frozenset()
+    _, _, ready = win_compacted({1: ((pv(1, 1, 3, *Y),), 0), 2: ((), 10)}, bugs=bugs)
+    # Slots 0-9 are decided, and what acceptor 2 accepted there is gone: the bug proposes
+    # the stale Y and no-ops there, any of which may overwrite a chosen value.
+    assert proposals(ready) == ({0: NOOP, 1: NOOP, 2: NOOP, 3: Y} if planted else {})
+
+
+def test_leader_behind_the_compaction_catches_up_and_keeps_serving() -> None:
+    node, _, ready = win_compacted({1: ((), 0), 2: ((), 40)}, cfg=config(3, window=4))
+    p, r = node.proposer, node.replica
+    assert p.decided_below == 40 and p.chosen == 40 and node.log.floor == 0
+    # its heartbeats tell followers what is decided; its learner knows it lags
+    assert {m.chosen for _, m in msgs(ready.send, Heartbeat)} == {40}
+    assert r.known_chosen == 40
+    # new commands go above the compaction point, window-bounded from there (R5)
+    out = []
+    for i in range(1, 10):  # one round of input each: one slot each, as far as allowed
+        node.submit(cmd("c", i))
+        out.append(node.take_ready())
+    assert sorted(proposals(merge(out))) == [40, 41, 42, 43]
+    # and its learner asks a peer for what it lacks
+    for _ in range(config(3).timing.catchup + 1):
+        node.tick()
+    asked = msgs(node.take_ready().send, CatchupRequest)
+    assert asked and all(m.from_slot == 0 for _, m in asked)
+
+
+def test_proposer_only_leader_moves_its_log_past_the_compaction() -> None:
+    cfg = ClusterConfig.separate(1, 3, 1)
+    node, _, ready = win_compacted({1: ((), 0), 2: ((pv(2, 2, 21, *X),), 20)}, cfg=cfg)
+    assert node.replica is None and node.is_leader
+    assert (node.log.base, node.log.floor) == (20, 20)
+    assert proposals(ready) == {20: NOOP, 21: X}
+    [(_, prepare), *_] = msgs(ready.send_after_persist, Prepare)
+    assert prepare.from_slot == 0

@@ -26,7 +26,9 @@ from paxoi.core.records import (
     DurableState,
     PromisedRecord,
     Record,
+    SnapshotRecord,
 )
+from paxoi.core.snapshot import Snapshot
 from paxoi.core.types import BOTTOM, Ballot, Command, PValue
 from paxoi.storage import (
     DB_FILE,
@@ -119,7 +121,23 @@ def _batches() -> st.SearchStrategy[tuple[Command, ...]]:
     return st.lists(command, max_size=2).map(tuple)
 
 
+def _snapshot_records() -> st.SearchStrategy[SnapshotRecord]:
+    table = st.lists(
+        st.tuples(st.sampled_from("ab"), st.integers(0, 3), st.just(())), max_size=2
+    ).map(lambda rows: tuple({r[0]: r for r in rows}.values()))
+    return st.builds(
+        lambda slot, cut, state, clients: SnapshotRecord(
+            Snapshot(slot, state, clients), min(cut, slot)
+        ),
+        st.integers(0, 4),
+        st.integers(0, 4),
+        st.binary(max_size=4),
+        table,
+    )
+
+
 _records: st.SearchStrategy[Record] = st.one_of(
+    _snapshot_records(),
     st.builds(PromisedRecord, _ballots()),
     st.builds(AcceptedRecord, st.builds(PValue, _ballots(), st.integers(0, 3), _batches())),
     st.builds(DecidedRecord, st.integers(0, 3), _batches()),
@@ -462,3 +480,134 @@ def test_open_is_quick(tmp_path: Path, identity: NodeIdentity) -> None:
     with SqliteStorage.open(tmp_path, identity) as s:
         assert len(s.load().decided) == 5000
     assert time.perf_counter() - start < 2.0
+
+
+# -- snapshots and compaction --------------------------------------------------------------
+
+
+def snap(slot: int, base: int, state: bytes = b"S") -> SnapshotRecord:
+    return SnapshotRecord(Snapshot(slot, state + str(slot).encode(), (("c", slot, ()),)), base)
+
+
+def log_records(slots: range) -> list[Record]:
+    out: list[Record] = []
+    for i in slots:
+        value = (Command("c", i + 1, b"v" * 100),)
+        out += [AcceptedRecord(PValue(Ballot(1, 0), i, value)), DecidedRecord(i, value)]
+    return out
+
+
+def rows(path: Path, table: str) -> list[int]:
+    conn = sqlite3.connect(path / DB_FILE)
+    try:
+        return [r[0] for r in conn.execute(f"SELECT slot FROM {table} ORDER BY slot")]
+    finally:
+        conn.close()
+
+
+def test_snapshot_deletes_the_rows_below_its_base(tmp_path: Path, identity: NodeIdentity) -> None:
+    records = [*log_records(range(10)), snap(8, 6)]
+    with SqliteStorage.open(tmp_path, identity) as s:
+        s.write(records)
+    assert rows(tmp_path, "decided") == rows(tmp_path, "accepted") == [6, 7, 8, 9]
+    with SqliteStorage.open(tmp_path, identity) as s:
+        state = s.load()
+    assert state == folded(records)
+    assert state.snapshot == snap(8, 6).snapshot and state.base == 6
+
+
+@pytest.mark.parametrize(
+    "batches,slot,base",
+    [
+        ([[snap(10, 8)], [snap(5, 5)]], 10, 8),  # an older snapshot never replaces a newer
+        ([[snap(5, 5), snap(10, 2)]], 10, 5),  # the base only grows
+        ([[snap(3, 3)], [snap(7, 6)]], 7, 6),
+    ],
+)
+def test_newest_snapshot_wins(
+    tmp_path: Path, identity: NodeIdentity, batches: list[list[Record]], slot: int, base: int
+) -> None:
+    with SqliteStorage.open(tmp_path, identity) as s:
+        for batch in batches:
+            s.write(batch)
+        state = s.load()
+    assert state.snapshot is not None and (state.snapshot.slot, state.base) == (slot, base)
+    assert state == folded(*batches)
+
+
+def test_rows_below_the_base_written_later_are_not_resurrected(
+    tmp_path: Path, identity: NodeIdentity
+) -> None:
+    batches = [[snap(8, 6)], log_records(range(4, 9))]
+    with SqliteStorage.open(tmp_path, identity) as s:
+        for batch in batches:
+            s.write(batch)
+    assert rows(tmp_path, "decided") == [6, 7, 8]
+    with SqliteStorage.open(tmp_path, identity) as s:
+        assert s.load() == folded(*batches)
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_the_database_stops_growing_with_snapshots(
+    tmp_path: Path, identity: NodeIdentity, compact: bool
+) -> None:
+    """Pages freed by compaction are reused: the database's size levels off. (Its WAL is
+    checkpointed every 1000 pages, SQLite's default, and cut back to 64 MiB after.)"""
+    pages = []
+    with SqliteStorage.open(tmp_path, identity, fsync=False) as s:
+        assert s._conn is not None
+        for round_ in range(12):
+            slots = range(round_ * 300, (round_ + 1) * 300)
+            for i in range(0, 300, 50):
+                s.write(log_records(slots[i : i + 50]))
+            if compact:
+                s.write([snap(slots[-1] + 1, slots[-1] + 1 - 50)])
+            pages.append(s._conn.execute("PRAGMA page_count").fetchone()[0])
+    if compact:
+        assert len(rows(tmp_path, "decided")) == 50
+        assert pages[-1] == pages[3], pages
+    else:
+        assert pages[-1] > 2 * pages[3], pages
+
+
+@pytest.mark.parametrize(
+    "sql,detail",
+    [
+        ("UPDATE snapshot SET image = x'00'", "table snapshot, slot 8"),
+        ("UPDATE snapshot SET image = substr(image, 1, length(image) - 1)", "checksum"),
+        ("UPDATE snapshot SET image = 'text'", "not a blob"),
+        ("UPDATE snapshot SET slot = 9", "image is of slot 8, not 9"),
+        ("UPDATE snapshot SET base = 9", "do not fit"),
+        ("UPDATE snapshot SET base = -1", "do not fit"),
+    ],
+)
+def test_damaged_snapshot_is_a_clear_error(
+    tmp_path: Path, identity: NodeIdentity, sql: str, detail: str
+) -> None:
+    with SqliteStorage.open(tmp_path, identity) as s:
+        s.write([*log_records(range(10)), snap(8, 6)])
+    conn = sqlite3.connect(tmp_path / DB_FILE)
+    with conn:
+        conn.execute(sql)
+    conn.close()
+    with SqliteStorage.open(tmp_path, identity) as s, pytest.raises(CorruptData) as info:
+        s.load()
+    assert detail in str(info.value) and str(tmp_path / DB_FILE) in str(info.value)
+
+
+def test_version_1_database_is_upgraded_in_place(tmp_path: Path, identity: NodeIdentity) -> None:
+    with SqliteStorage.open(tmp_path, identity) as s:
+        s.write(log_records(range(3)))
+    conn = sqlite3.connect(tmp_path / DB_FILE)
+    with conn:
+        conn.execute("DROP TABLE snapshot")
+        conn.execute("UPDATE meta SET schema_version = 1")
+    conn.close()
+    with SqliteStorage.open(tmp_path, identity) as s:
+        assert sorted(s.load().decided) == [0, 1, 2]
+        s.write([snap(2, 1)])
+    conn = sqlite3.connect(tmp_path / DB_FILE)
+    assert conn.execute("SELECT schema_version FROM meta").fetchone()[0] == 2
+    conn.close()
+    with SqliteStorage.open(tmp_path, identity) as s:
+        assert s.load().base == 1

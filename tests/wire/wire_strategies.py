@@ -27,6 +27,8 @@ from paxoi.core.messages import (
     ReadMode,
     ReadReply,
     ReplyStatus,
+    SnapshotChunk,
+    SnapshotRequest,
 )
 from paxoi.core.types import Ballot, Command, PValue, Role
 from paxoi.wire.messages import (
@@ -61,6 +63,20 @@ batches = st.lists(commands, max_size=6).map(tuple)
 pvalues = st.builds(PValue, ballots, slots, batches)
 
 
+def _snapshot_chunk() -> st.SearchStrategy[SnapshotChunk]:
+    """A chunk whose bytes lie inside the snapshot's size, as the decoder requires."""
+    return st.builds(
+        lambda src, slot, data, offset, extra: SnapshotChunk(
+            src, slot, offset + len(data) + extra, offset, data
+        ),
+        node_ids,
+        slots,
+        st.binary(min_size=1, max_size=64),
+        st.integers(0, 2**40),
+        st.integers(0, 2**40),
+    )
+
+
 def _catchup_request() -> st.SearchStrategy[CatchupRequest]:
     return st.builds(
         lambda src, a, b: CatchupRequest(src, min(a, b), max(a, b)), node_ids, slots, slots
@@ -84,7 +100,9 @@ _extra_values: st.SearchStrategy[int | str] = st.one_of(any_ints, st.text(max_si
 #: One strategy per message type; tests check this covers every type the codec knows.
 MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     Prepare: st.builds(Prepare, node_ids, ballots, slots),
-    Promise: st.builds(Promise, node_ids, ballots, slots, st.lists(pvalues, max_size=4).map(tuple)),
+    Promise: st.builds(
+        Promise, node_ids, ballots, slots, st.lists(pvalues, max_size=4).map(tuple), slots
+    ),
     Accept: st.builds(Accept, node_ids, ballots, slots, batches),
     Accepted: st.builds(Accepted, node_ids, ballots, slots),
     Preempted: st.builds(Preempted, node_ids, ballots, ballots),
@@ -99,6 +117,8 @@ MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     CatchupReply: st.builds(
         CatchupReply, node_ids, st.lists(st.tuples(slots, batches), max_size=4).map(tuple)
     ),
+    SnapshotChunk: _snapshot_chunk(),
+    SnapshotRequest: st.builds(SnapshotRequest, node_ids, slots, nats),
     ClientReply: st.builds(
         ClientReply, client_ids, nats, st.sampled_from(ReplyStatus), payloads, opt_nodes
     ),

@@ -90,5 +90,10 @@ def cluster_config(highest: int = KNOWN) -> ClusterConfig:
         timing=Timing(heartbeat=5, election=30, retransmit=10, catchup=5),
         # Small enough that every message fits one datagram (see transport.multicast):
         # a catch-up reply carries up to 1,000 commands, however many slots hold them.
-        limits=Limits(window=64, max_batch=256, max_catchup=256, catchup_commands=1_000),
+        # No snapshots: a learner must print every value, which a learner that installed
+        # a snapshot instead of applying each slot could not (and a snapshot would not
+        # fit a datagram anyway).
+        limits=Limits(
+            window=64, max_batch=256, max_catchup=256, catchup_commands=1_000, snapshot_every=0
+        ),
     )

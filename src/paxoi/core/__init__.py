@@ -26,6 +26,8 @@ from .messages import (
     Prepare,
     Promise,
     ReplyStatus,
+    SnapshotChunk,
+    SnapshotRequest,
 )
 from .node import Node
 from .proposer import Phase, Proposer
@@ -37,8 +39,10 @@ from .records import (
     DurableState,
     PromisedRecord,
     Record,
+    SnapshotRecord,
 )
 from .replica import ClientSession, Replica
+from .snapshot import Snapshot, SnapshotError, decode_snapshot, encode_snapshot
 from .statemachine import StateMachine
 from .types import (
     ALL_ROLES,
@@ -104,8 +108,15 @@ __all__ = [
     "Role",
     "Seq",
     "Slot",
+    "Snapshot",
+    "SnapshotChunk",
+    "SnapshotError",
+    "SnapshotRecord",
+    "SnapshotRequest",
     "StateMachine",
     "Timing",
     "UsageError",
+    "decode_snapshot",
+    "encode_snapshot",
     "parse_bugs",
 ]

@@ -4,6 +4,13 @@ Every reply that reveals a promise or an acceptance is released only after the s
 behind it is durable (`send_after_persist`): an acceptor that crashed after answering
 but before its disk caught up would come back having forgotten a promise it made,
 and two leaders could both believe they own a slot.
+
+Compaction (`compact`): an acceptor may drop what it accepted below a slot only when
+its own node holds a durable snapshot covering that slot, which proves every slot below
+it decided. It then says so in every promise (`Promise.compacted`), so that a new leader
+proposes nothing there. Nothing weaker will do: a value dropped on any other grounds may
+be the chosen one, and a leader that cannot see it may choose another (C2). So an
+acceptor on a node without a learner never compacts.
 """
 
 from __future__ import annotations
@@ -39,10 +46,16 @@ class Acceptor:
         accepted: dict[Slot, PValue] | None = None,
         bugs: frozenset[Bug] = frozenset(),
         lease: int = 0,
+        compacted: Slot = 0,
     ) -> None:
         self.id = node_id
         self.promised = promised
-        self.accepted: dict[Slot, PValue] = dict(accepted or {})
+        #: Slots below this are decided and covered by this node's durable snapshot:
+        #: what was accepted there is dropped, and promises say so.
+        self.compacted = compacted
+        self.accepted: dict[Slot, PValue] = {
+            s: pv for s, pv in (accepted or {}).items() if s >= compacted
+        }
         self._send = send
         self._persist = persist
         self._replies_wait = Bug.ACCEPTOR_REPLIES_BEFORE_PERSIST not in bugs
@@ -82,14 +95,29 @@ class Acceptor:
         if m.ballot > self.promised:  # A1: the promised ballot only increases
             self.promised = m.ballot
             self._persist(PromisedRecord(m.ballot))
+        start = max(m.from_slot, self.compacted)
         accepted = tuple(
-            sorted((pv for pv in self.accepted.values() if pv.slot >= m.from_slot), key=_by_slot)
+            sorted((pv for pv in self.accepted.values() if pv.slot >= start), key=_by_slot)
         )
-        self._send(m.src, Promise(self.id, m.ballot, m.from_slot, accepted), self._replies_wait)
+        self._send(
+            m.src,
+            Promise(self.id, m.ballot, m.from_slot, accepted, self.compacted),
+            self._replies_wait,
+        )
 
     def on_accept(self, m: Accept) -> None:
         if m.ballot < self.promised:  # A2: accept only in the current ballot
             self._send(m.src, Preempted(self.id, m.ballot, self.promised), False)
+            return
+        if m.slot < self.compacted:
+            # The slot is decided and our snapshot covers it: nothing to store. Say yes,
+            # so a proposal of it does not wait for ever. This cannot help choose another
+            # value: any ballot a quorum can still accept here is above the one the slot
+            # was chosen in, and so carries its value (C2).
+            if m.ballot > self.promised:
+                self.promised = m.ballot
+                self._persist(PromisedRecord(m.ballot))
+            self._send(m.src, Accepted(self.id, m.ballot, m.slot), self._replies_wait)
             return
         self.promised = m.ballot
         old = self.accepted.get(m.slot)
@@ -99,6 +127,16 @@ class Acceptor:
             self.accepted[m.slot] = pv
             self._persist(AcceptedRecord(pv))
         self._send(m.src, Accepted(self.id, m.ballot, m.slot), self._replies_wait)
+
+    def compact(self, below: Slot) -> None:
+        """Drop accepted values below `below`. Only for an acceptor whose own node has
+        just persisted a snapshot covering `below` (see the module docstring): replies
+        that reveal the compaction are released after that snapshot is durable."""
+        if below <= self.compacted:
+            return
+        self.compacted = below
+        for slot in [s for s in self.accepted if s < below]:
+            del self.accepted[slot]
 
 
 def _by_slot(pv: PValue) -> Slot:

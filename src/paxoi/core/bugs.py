@@ -24,6 +24,10 @@ class Bug(str, Enum):
     #: index: a deposed leader that has not heard of its successor (partitioned, paused)
     #: serves stale state.
     LEADER_READS_WITHOUT_LEASE = "leader-reads-without-lease"
+    #: In phase 1 the new leader ignores `Promise.compacted`: it fills "holes" below the
+    #: acceptors' compaction point with no-ops and re-proposes stale values there, where
+    #: the chosen value is no longer reported (breaks C2).
+    LEADER_IGNORES_COMPACTED = "leader-ignores-compacted"
 
 
 def parse_bugs(names: list[str] | tuple[str, ...]) -> frozenset[Bug]:

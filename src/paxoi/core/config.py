@@ -95,6 +95,17 @@ class Limits:
     catchup_commands: int = 65_536
     #: Results a replica remembers per client, for answering retries of pipelined commands.
     client_results: int = 256
+    #: A replica snapshots its state every this many applied slots, after which the log
+    #: (and a co-located acceptor's accepted values) below the snapshot can be dropped;
+    #: 0 turns snapshots and compaction off (the log then grows for ever).
+    snapshot_every: int = 10_000
+    #: Decided slots kept below a snapshot, so that a peer lagging by fewer slots than this
+    #: catches up from the log rather than by a snapshot transfer.
+    log_keep: int = 1_000
+    #: Bytes of a snapshot in one transfer message (`SnapshotChunk`); must fit in a frame.
+    snapshot_chunk: int = 1024 * 1024
+    #: The largest snapshot a replica accepts from a peer (its reassembly buffer's bound).
+    max_snapshot: int = 512 * 1024 * 1024
 
     def validate(self) -> None:
         for name in (
@@ -104,9 +115,15 @@ class Limits:
             "max_catchup",
             "catchup_commands",
             "client_results",
+            "snapshot_chunk",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"limits.{name}: must be at least 1")
+        for name in ("snapshot_every", "log_keep"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"limits.{name}: must be at least 0")
+        if self.max_snapshot < self.snapshot_chunk:
+            raise ConfigError("limits.max_snapshot: must be at least limits.snapshot_chunk")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,11 @@
 
 One log per node, shared by its proposer (to know where phase 1 must start and to
 serve catch-up) and its replica (to apply in order), so a decision is stored once.
+
+Compaction: once a snapshot covers them, values below `base` are dropped (`compact`),
+or skipped without ever being held (`install`, after a snapshot transfer). Slots below
+`base` still count as decided (`slot in log` is true), but their values are gone:
+`get` returns None and catch-up from below `base` needs a snapshot.
 """
 
 from __future__ import annotations
@@ -11,12 +16,25 @@ from .types import Batch, Slot
 
 
 class DecisionLog:
-    def __init__(self, decided: dict[Slot, Batch] | None = None) -> None:
-        self._values: dict[Slot, Batch] = dict(decided or {})
-        #: Every slot below `floor` is decided (and known here).
-        self.floor: Slot = 0
+    def __init__(
+        self, decided: dict[Slot, Batch] | None = None, base: Slot = 0, known: Slot = 0
+    ) -> None:
+        """`decided` values; with a snapshot, `base` is where the stored log starts and
+        `known` the snapshot's slot (every slot below it is decided)."""
+        values = decided or {}
+        #: Every slot below `floor` is decided.
+        self.floor: Slot = max(base, known)
+        # Values of [base, floor) must all be held: a decision lost in a crash (they are
+        # persisted lazily) moves the start of what we hold up past it.
+        start = self.floor
+        while start > base and start - 1 in values:
+            start -= 1
+        #: Values below `base` are not held (compacted away, or covered by a snapshot).
+        #: Every slot in [base, floor) is held.
+        self.base: Slot = start
+        self._values: dict[Slot, Batch] = {s: v for s, v in values.items() if s >= start}
         #: One above the highest decided slot known here (0 if none).
-        self.top: Slot = max(self._values, default=-1) + 1
+        self.top: Slot = max(max(self._values, default=-1) + 1, self.floor)
         self._advance()
 
     def _advance(self) -> None:
@@ -24,16 +42,22 @@ class DecisionLog:
             self.floor += 1
 
     def __contains__(self, slot: Slot) -> bool:
-        return slot in self._values
+        """Whether `slot` is known to be decided (its value may be compacted away)."""
+        return slot < self.base or slot in self._values
 
     def __len__(self) -> int:
+        """How many values are held (not how many slots are decided)."""
         return len(self._values)
 
     def get(self, slot: Slot) -> Batch | None:
         return self._values.get(slot)
 
     def add(self, slot: Slot, value: Batch) -> bool:
-        """Record a decision; True if it is new. A different value for a known slot breaks R1."""
+        """Record a decision; True if it is new. A different value for a known slot breaks R1.
+
+        Below `base` the slot is decided and its value gone: nothing to record or compare."""
+        if slot < self.base:
+            return False
         old = self._values.get(slot)
         if old is not None:
             if old != value:
@@ -48,6 +72,31 @@ class DecisionLog:
             self._advance()
         return True
 
+    def compact(self, below: Slot) -> None:
+        """Drop the values of slots below `below` (at most `floor`): a durable snapshot
+        covers them. They stay decided."""
+        below = min(below, self.floor)
+        if below <= self.base:
+            return
+        values = self._values
+        for slot in range(self.base, below):
+            values.pop(slot, None)
+        self.base = below
+
+    def install(self, slot: Slot) -> bool:
+        """Every slot below `slot` is decided and covered by a snapshot installed here:
+        move the log past them without their values. False if it already was."""
+        if slot <= self.floor:
+            return False
+        values = self._values
+        for s in [s for s in values if s < slot]:
+            del values[s]
+        self.base = self.floor = slot
+        if slot > self.top:
+            self.top = slot
+        self._advance()
+        return True
+
     def span(
         self, start: Slot, stop: Slot, limit: int, budget: int | None = None
     ) -> tuple[tuple[Slot, Batch], ...]:
@@ -55,7 +104,7 @@ class DecisionLog:
         `budget` is given, at most that many commands in all (but always the first)."""
         out: list[tuple[Slot, Batch]] = []
         commands = 0
-        for slot in range(max(start, 0), stop):
+        for slot in range(max(start, self.base), stop):
             value = self._values.get(slot)
             if value is not None:
                 commands += len(value)

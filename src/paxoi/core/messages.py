@@ -25,12 +25,19 @@ class Prepare:
 
 @dataclass(frozen=True, slots=True)
 class Promise:
-    """Phase 1b: the acceptor promised `ballot` and reports what it accepted at or above `from_slot`."""
+    """Phase 1b: the acceptor promised `ballot` and reports what it accepted at or above
+    `from_slot` and at or above `compacted`.
+
+    `compacted`: slots below it are decided, and this acceptor dropped what it accepted
+    there because its own node holds a durable snapshot covering them. A leader must
+    not propose anything (not even a no-op) below the highest `compacted` of its quorum.
+    """
 
     src: NodeId
     ballot: Ballot
     from_slot: Slot
     accepted: tuple[PValue, ...]
+    compacted: Slot = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +125,28 @@ class CatchupReply:
     decisions: tuple[tuple[Slot, Batch], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk:
+    """Bytes [offset, offset + len(data)) of the encoded snapshot (`encode_snapshot`) of
+    `slot`, `size` bytes in all: the answer to a CatchupRequest from below the sender's
+    log base (offset 0), or to a SnapshotRequest."""
+
+    src: NodeId
+    slot: Slot
+    size: int
+    offset: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRequest:
+    """A learner receiving snapshot `slot` asks for its next bytes, from `offset` on."""
+
+    src: NodeId
+    slot: Slot
+    offset: int
+
+
 PeerMessage: TypeAlias = (
     Prepare
     | Promise
@@ -129,6 +158,8 @@ PeerMessage: TypeAlias = (
     | LeaseGrant
     | CatchupRequest
     | CatchupReply
+    | SnapshotChunk
+    | SnapshotRequest
 )
 
 PEER_MESSAGE_TYPES: tuple[type, ...] = (
@@ -142,6 +173,8 @@ PEER_MESSAGE_TYPES: tuple[type, ...] = (
     LeaseGrant,
     CatchupRequest,
     CatchupReply,
+    SnapshotChunk,
+    SnapshotRequest,
 )
 
 
@@ -243,5 +276,7 @@ __all__ = [
     "ReadReply",
     "ReadRequest",
     "ReplyStatus",
+    "SnapshotChunk",
+    "SnapshotRequest",
     "is_peer_message",
 ]

@@ -35,11 +35,13 @@ from .messages import (
     ReadReply,
     ReadRequest,
     ReplyStatus,
+    SnapshotChunk,
+    SnapshotRequest,
 )
 from .proposer import Proposer
 from .reads import Reads
 from .ready import Ready
-from .records import DurableState, Record
+from .records import DurableState, Record, SnapshotRecord
 from .replica import Replica, serve_catchup
 from .statemachine import StateMachine
 from .types import Batch, Command, NodeId, Role, Slot
@@ -66,7 +68,14 @@ class Node:
         self._ready = Ready()
         self._local: deque[PeerMessage] = deque()
         self._draining = False
-        self.log = DecisionLog(state.decided if Role.LEARNER in roles else None)
+        # A snapshot is a learner's; the decided log is rebuilt above it. (Other roles
+        # never write either: a proposer's log is volatile, an acceptor has none.)
+        snapshot = state.snapshot if Role.LEARNER in roles else None
+        if Role.LEARNER in roles:
+            known = snapshot.slot if snapshot is not None else 0
+            self.log = DecisionLog(state.decided, state.base, known)
+        else:
+            self.log = DecisionLog()
 
         self.acceptor: Acceptor | None = None
         if Role.ACCEPTOR in roles:
@@ -78,6 +87,8 @@ class Node:
                 state.accepted,
                 bugs,
                 config.timing.lease,
+                # Compacted only under the cover of this node's own durable snapshot.
+                state.base if snapshot is not None else 0,
             )
         self.replica: Replica | None = None
         if Role.LEARNER in roles:
@@ -94,8 +105,9 @@ class Node:
                 self._reply,
                 self._emit,
                 bugs,
+                self._snapshotted,
             )
-            self.replica.recover()
+            self.replica.recover(snapshot)
         self.proposer: Proposer | None = None
         if Role.PROPOSER in roles:
             self.proposer = Proposer(
@@ -111,6 +123,7 @@ class Node:
                 bugs,
                 skip_slot,
                 self._already_applied if self.replica is not None else None,
+                self._skip,
             )
         query = getattr(machine, "query", None)
         self._reads = Reads(query, self._read_reply, config.limits.max_pending, bugs)
@@ -235,7 +248,9 @@ class Node:
             if p is not None:
                 p.on_preempted(msg)
         elif isinstance(msg, CatchupRequest):
-            if p is not None or r is not None:
+            if r is not None and msg.from_slot < self.log.base:
+                r.serve_snapshot(msg.src)  # what it needs is compacted away
+            elif p is not None or r is not None:
                 limits = self.config.limits
                 reply = serve_catchup(
                     self.id, self.log, msg, limits.max_catchup, limits.catchup_commands
@@ -245,6 +260,12 @@ class Node:
         elif isinstance(msg, CatchupReply):
             if r is not None:
                 r.on_catchup_reply(msg)
+        elif isinstance(msg, SnapshotChunk):
+            if r is not None:
+                r.on_snapshot_chunk(msg)
+        elif isinstance(msg, SnapshotRequest):
+            if r is not None:
+                r.on_snapshot_request(msg)
         else:
             raise UsageError(f"not a peer message: {type(msg).__name__}")
 
@@ -295,4 +316,24 @@ class Node:
         if self.replica is not None:
             self.replica.learn(slot, value)
         else:
+            # Never compacted: a proposer-only node has no snapshot to offer, and its log
+            # may be the only live copy of a decision that every learner lost in a crash
+            # (learners persist decisions lazily) while the acceptors still hold it.
             self.log.add(slot, value)
+
+    # ------------------------------------------------------------------ snapshots
+    def _snapshotted(self, record: SnapshotRecord) -> None:
+        """The replica took or installed a snapshot: persist it durably (not lazily, since
+        it is what allows deleting what lies below it), and compact the acceptor, whose
+        node now covers those slots. A promise or accepted that reveals the compaction
+        is released after this record is durable (`send_after_persist`)."""
+        self._persist(record)
+        if self.acceptor is not None:
+            self.acceptor.compact(record.base)
+
+    def _skip(self, slot: Slot) -> None:
+        """Promises proved every slot below `slot` decided, though the log lacks some."""
+        if self.replica is not None:
+            self.replica.known_chosen = max(self.replica.known_chosen, slot)
+        else:
+            self.log.install(slot)

@@ -12,6 +12,10 @@ safety:
   promise mentions gets a no-op. Slots above it stay free: a leader change without
   holes consumes no slot numbers.
 - A proposal is decided on Accepted from a quorum of acceptors in its own ballot.
+- Compaction: a promise's `compacted` says the slots below it are decided and that
+  acceptor no longer reports them. The leader proposes nothing below the highest
+  `compacted` of its quorum (a no-op there could replace a chosen value the promises
+  no longer show); phase 2 starts above it, and the learner catches up on the rest.
 Everything else here (batching, the window, retransmission, back-pressure) is speed
 and liveness.
 """
@@ -47,6 +51,7 @@ Send = Callable[[NodeId, PeerMessage, bool], None]
 Persist = Callable[[Record], None]
 Reply = Callable[[ClientReply], None]
 Learn = Callable[[Slot, Batch], None]
+Skip = Callable[[Slot], None]
 
 
 class Phase(str, Enum):
@@ -77,8 +82,16 @@ class Proposer:
         bugs: frozenset[Bug] = frozenset(),
         skip_slot: Slot | None = None,
         applied: Callable[[Command], bool] | None = None,
+        skip: Skip | None = None,
     ) -> None:
         self.id = node_id
+        #: Told when promises prove slots decided that the log lacks (compacted away by
+        #: the acceptors): the node's learner catches up on them, or a proposer-only
+        #: node moves its log past them.
+        self._skip = skip
+        #: Every slot below this is decided (from promises' `compacted`), whether or not
+        #: the log holds it yet.
+        self.decided_below: Slot = 0
         #: Whether the local replica (if any) already applied a command: such a command
         #: waiting here is a retry that must not be ordered again (it would spend a slot).
         self._applied = applied
@@ -108,6 +121,8 @@ class Proposer:
         self._p1_sent_at = 0
         self._promised_by: set[NodeId] = set()
         self._adopted: dict[Slot, PValue] = {}
+        #: The highest `compacted` in this campaign's promises.
+        self._compacted: Slot = 0
         # phase 2
         self.next_slot: Slot = 0
         #: Slots [_recover_next, _recover_top) still to re-propose after winning phase 1.
@@ -135,6 +150,11 @@ class Proposer:
     def has_lease(self) -> bool:
         """Leading, with a quorum's lease running: no other proposer can win phase 1 yet."""
         return self.phase is Phase.LEADER and self._now < self._lease_until
+
+    @property
+    def chosen(self) -> Slot:
+        """Every slot below this is known decided (held in the log, or proven by promises)."""
+        return max(self._log.floor, self.decided_below)
 
     @property
     def inflight(self) -> int:
@@ -196,9 +216,10 @@ class Proposer:
         self.ballot = ballot
         self._grants = {}
         self._lease_until = 0
-        self._p1_from = self._log.floor
+        self._p1_from = self.chosen
         self._promised_by = set()
         self._adopted = {}
+        self._compacted = 0
         self._persist(BallotRecord(ballot.round))
         self._send_prepares()
 
@@ -219,6 +240,8 @@ class Proposer:
         ):
             return
         self._promised_by.add(m.src)
+        if Bug.LEADER_IGNORES_COMPACTED not in self._bugs:
+            self._compacted = max(self._compacted, m.compacted)
         if Bug.LEADER_IGNORES_ACCEPTED not in self._bugs:
             for pv in m.accepted:
                 old = self._adopted.get(pv.slot)
@@ -232,6 +255,16 @@ class Proposer:
         self.phase = Phase.LEADER
         self.election.leader = self.id
         start = self._p1_from
+        if self._compacted > start:
+            # Slots below `_compacted` are decided, and some acceptor of the quorum no
+            # longer reports what it accepted there: proposing anything there (a no-op
+            # for a "hole", or a stale value another acceptor reports) could overwrite
+            # the chosen value (C2). Start above them; the learner catches up.
+            start = self._compacted
+            self._adopted = {s: pv for s, pv in self._adopted.items() if s >= start}
+            self.decided_below = max(self.decided_below, start)
+            if self._skip is not None:
+                self._skip(start)
         top = max(self._adopted, default=start - 1) + 1
         self.next_slot = max(top, self._log.top, start)
         # Slots [start, next_slot) are re-proposed (adopted value, or a no-op for a hole)
@@ -267,7 +300,7 @@ class Proposer:
             self._end_recovery()
         # R5: never more than `window` slots beyond the decided prefix, so one stuck slot
         # cannot make replicas buffer an unbounded run of decisions they cannot apply.
-        horizon = self._log.floor + limits.window
+        horizon = self.chosen + limits.window
         while self._pending and len(self._inflight) < limits.window and self.next_slot < horizon:
             if self.next_slot == self.skip_slot:
                 self.next_slot += 1
@@ -338,7 +371,7 @@ class Proposer:
     def _heartbeat(self) -> None:
         assert self.ballot is not None
         self._last_heartbeat = self._now
-        msg = Heartbeat(self.id, self.ballot, self._log.floor, self._now)
+        msg = Heartbeat(self.id, self.ballot, self.chosen, self._now)
         leases = self._cfg.timing.lease > 0
         for n in self._cfg.nodes:
             # With leases on, our own acceptor is asked too (it grants like any other).
@@ -414,4 +447,5 @@ class Proposer:
         self._queued.clear()
         self._promised_by = set()
         self._adopted = {}
+        self._compacted = 0
         self._recover_next = self._recover_top = self.next_slot

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from .snapshot import Snapshot
 from .types import BOTTOM, Ballot, Batch, PValue, Slot
 
 
@@ -41,7 +42,21 @@ class BallotRecord:
     round: int
 
 
-Record: TypeAlias = PromisedRecord | AcceptedRecord | DecidedRecord | BallotRecord
+@dataclass(frozen=True, slots=True)
+class SnapshotRecord:
+    """The learner's state at `snapshot.slot`. Every slot below it is decided and applied
+    into it, so decided values below `base` (and a co-located acceptor's accepted values
+    below `base`) are no longer needed and are deleted. `base <= snapshot.slot`: the
+    slots in between stay, for peers that lag a little (`Limits.log_keep`).
+
+    Persisted durably (`Ready.persist`), never lazily: it is what allows the deletion.
+    """
+
+    snapshot: Snapshot
+    base: Slot
+
+
+Record: TypeAlias = PromisedRecord | AcceptedRecord | DecidedRecord | BallotRecord | SnapshotRecord
 
 
 @dataclass
@@ -52,6 +67,10 @@ class DurableState:
     accepted: dict[Slot, PValue] = field(default_factory=dict)
     decided: dict[Slot, Batch] = field(default_factory=dict)
     round_used: int = -1
+    #: The newest snapshot, if any.
+    snapshot: Snapshot | None = None
+    #: Decided and accepted entries below this slot are gone (the snapshot covers them).
+    base: Slot = 0
 
     def apply(self, record: Record) -> None:
         """Fold one record in. Idempotent, and order-insensitive where it can be."""
@@ -61,17 +80,35 @@ class DurableState:
         elif isinstance(record, AcceptedRecord):
             pv = record.pvalue
             old = self.accepted.get(pv.slot)
-            if old is None or pv.ballot >= old.ballot:
+            if pv.slot >= self.base and (old is None or pv.ballot >= old.ballot):
                 self.accepted[pv.slot] = pv
             if pv.ballot > self.promised:
                 self.promised = pv.ballot
         elif isinstance(record, DecidedRecord):
-            self.decided[record.slot] = record.value
+            if record.slot >= self.base:
+                self.decided[record.slot] = record.value
         elif isinstance(record, BallotRecord):
             if record.round > self.round_used:
                 self.round_used = record.round
+        elif isinstance(record, SnapshotRecord):
+            snap = record.snapshot
+            if self.snapshot is None or snap.slot > self.snapshot.slot:
+                self.snapshot = snap
+            if record.base > self.base:
+                self.base = record.base
+                for slot in [s for s in self.decided if s < self.base]:
+                    del self.decided[slot]
+                for slot in [s for s in self.accepted if s < self.base]:
+                    del self.accepted[slot]
         else:  # pragma: no cover - exhaustiveness guard
             raise TypeError(f"not a record: {record!r}")
 
     def copy(self) -> DurableState:
-        return DurableState(self.promised, dict(self.accepted), dict(self.decided), self.round_used)
+        return DurableState(
+            self.promised,
+            dict(self.accepted),
+            dict(self.decided),
+            self.round_used,
+            self.snapshot,
+            self.base,
+        )

@@ -11,6 +11,11 @@
   The rule depends only on the decided log, so every replica skips the same commands.
 - Catch-up: a replica that knows (from heartbeats or later decisions) that slots
   it lacks are decided asks peers for them, bounded per request.
+- Snapshots: every `Limits.snapshot_every` applied slots the replica snapshots the
+  machine and the client table (`Snapshot`), persists it durably and compacts the log
+  below it (keeping `Limits.log_keep` slots). A peer that asks for slots below the log's
+  base gets the snapshot instead, in chunks; the replica installs one it receives
+  the same way it restores its own after a restart.
 """
 
 from __future__ import annotations
@@ -32,8 +37,11 @@ from .messages import (
     Heartbeat,
     PeerMessage,
     ReplyStatus,
+    SnapshotChunk,
+    SnapshotRequest,
 )
-from .records import DecidedRecord, Record
+from .records import DecidedRecord, Record, SnapshotRecord
+from .snapshot import ClientEntry, Snapshot, SnapshotError, decode_snapshot, encode_snapshot
 from .statemachine import StateMachine
 from .types import Batch, ClientId, Command, NodeId, Seq, Slot
 
@@ -41,6 +49,12 @@ Send = Callable[[NodeId, PeerMessage, bool], None]
 Persist = Callable[[Record], None]
 Reply = Callable[[ClientReply], None]
 Emit = Callable[[Applied], None]
+Snapshotted = Callable[[SnapshotRecord], None]
+
+#: A snapshot image kept for transfers is dropped after this many catch-up periods unused.
+OUTGOING_IDLE_PERIODS = 20
+#: A stalled incoming transfer is asked again this many times before it is abandoned.
+TRANSFER_RETRIES = 3
 
 
 @dataclass
@@ -49,6 +63,27 @@ class ClientSession:
 
     last_seq: Seq = 0
     results: OrderedDict[Seq, bytes] = field(default_factory=OrderedDict)
+
+
+@dataclass
+class _Outgoing:
+    """A snapshot image being served to lagging peers."""
+
+    slot: Slot
+    image: bytes
+    used: int
+
+
+@dataclass
+class _Incoming:
+    """A snapshot being received: the bytes so far, from one peer."""
+
+    src: NodeId
+    slot: Slot
+    size: int
+    data: bytearray
+    heard: int
+    retries: int = 0
 
 
 class Replica:
@@ -64,6 +99,7 @@ class Replica:
         reply: Reply,
         emit: Emit,
         bugs: frozenset[Bug] = frozenset(),
+        snapshotted: Snapshotted | None = None,
     ) -> None:
         self.id = node_id
         self._cfg = config
@@ -74,6 +110,9 @@ class Replica:
         self._persist = persist
         self._reply = reply
         self._emit = emit
+        #: Called with each snapshot taken or installed: the node persists it durably and
+        #: compacts its acceptor.
+        self._snapshotted = snapshotted
         self._keep_table = Bug.REPLICA_FORGETS_CLIENT_TABLE not in bugs
         #: R4: the next slot to apply; every slot below it is applied.
         self.slot_out: Slot = 0
@@ -85,9 +124,23 @@ class Replica:
         self._last_progress = 0
         self._last_request = -(10**9)
         self._replaying = False
+        #: The slot of the latest snapshot taken or installed here (0: none).
+        self.snapshot_slot: Slot = 0
+        self._outgoing: _Outgoing | None = None
+        self._incoming: _Incoming | None = None
 
-    def recover(self) -> None:
-        """Apply what the durable log already holds (after a restart), without client replies."""
+    def recover(self, snapshot: Snapshot | None = None) -> None:
+        """After a restart: restore the durable snapshot, if any, then apply what the
+        durable log holds above it, without client replies."""
+        if snapshot is not None:
+            try:
+                self.machine.restore(snapshot.state)
+            except ValueError as e:
+                raise SnapshotError(
+                    f"the stored snapshot at slot {snapshot.slot} does not restore: {e}"
+                ) from e
+            self._restore_table(snapshot.clients)
+            self.slot_out = self.snapshot_slot = snapshot.slot
         self._replaying = True
         try:
             self._apply_ready()
@@ -132,6 +185,9 @@ class Replica:
             self.slot_out = slot + 1
         if self.slot_out != start:
             self._last_progress = self._now
+            every = self._cfg.limits.snapshot_every
+            if every and self.slot_out - self.snapshot_slot >= every:
+                self._take_snapshot()
 
     def _apply_one(self, slot: Slot, cmd: Command) -> None:
         client, seq = cmd.client, cmd.seq
@@ -160,6 +216,15 @@ class Replica:
     # ------------------------------------------------------------------ catch-up
     def tick(self) -> None:
         self._now += 1
+        out = self._outgoing
+        if (
+            out is not None
+            and self._now - out.used > OUTGOING_IDLE_PERIODS * self._cfg.timing.catchup
+        ):
+            self._outgoing = None  # no one fetched it for a while: free the memory
+        if self._incoming is not None:
+            self._resume_transfer()
+            return
         if not self._behind():
             self._last_progress = self._now
             return
@@ -186,6 +251,113 @@ class Replica:
         stop = min(max(self.known_chosen, self.log.top), start + self._cfg.limits.max_catchup)
         self._send(target, CatchupRequest(self.id, start, stop), False)
 
+    # ------------------------------------------------------------------ snapshots
+    def _table(self) -> tuple[ClientEntry, ...]:
+        return tuple(
+            (client, session.last_seq, tuple(session.results.items()))
+            for client, session in sorted(self.clients.items())
+        )
+
+    def _restore_table(self, table: tuple[ClientEntry, ...]) -> None:
+        self.clients = {
+            client: ClientSession(last_seq, OrderedDict(results))
+            for client, last_seq, results in table
+        }
+
+    def _current(self) -> Snapshot:
+        """The state now: every slot below `slot_out` applied."""
+        return Snapshot(self.slot_out, self.machine.snapshot(), self._table())
+
+    def _take_snapshot(self) -> None:
+        snap = self._current()
+        base = max(self.log.base, snap.slot - self._cfg.limits.log_keep)
+        self.snapshot_slot = snap.slot
+        # Durable before anything that reveals the compaction leaves (the node persists
+        # it through Ready.persist, and promises and accepts are released after it).
+        if self._snapshotted is not None:
+            self._snapshotted(SnapshotRecord(snap, base))
+        self.log.compact(base)
+
+    def _install(self, snap: Snapshot) -> None:
+        """A peer's snapshot: jump to it, as if every slot below it were applied here."""
+        if snap.slot <= self.slot_out:
+            return
+        try:
+            self.machine.restore(snap.state)  # must leave the state alone if it raises
+        except ValueError:
+            return  # a snapshot this machine cannot read: catch up another way
+        self._restore_table(snap.clients)
+        self.slot_out = self.snapshot_slot = snap.slot
+        self.log.install(snap.slot)
+        self._last_progress = self._now
+        if self._snapshotted is not None:
+            self._snapshotted(SnapshotRecord(snap, snap.slot))
+        self._apply_ready()  # decisions above the snapshot that arrived meanwhile
+
+    def serve_snapshot(self, dst: NodeId) -> None:
+        """A peer asked for slots below the log's base: send it a snapshot, chunk 0."""
+        out = self._outgoing
+        if out is None or out.slot < self.log.base:
+            out = self._outgoing = _Outgoing(
+                self.slot_out, encode_snapshot(self._current()), self._now
+            )
+        self._send_chunk(dst, out, 0)
+
+    def on_snapshot_request(self, m: SnapshotRequest) -> None:
+        out = self._outgoing
+        if out is None or out.slot != m.slot or m.offset >= len(out.image):
+            # That image is gone (or the request is nonsense): start over with one of now.
+            self.serve_snapshot(m.src)
+            return
+        self._send_chunk(m.src, out, m.offset)
+
+    def _send_chunk(self, dst: NodeId, out: _Outgoing, offset: int) -> None:
+        out.used = self._now
+        data = out.image[offset : offset + self._cfg.limits.snapshot_chunk]
+        self._send(dst, SnapshotChunk(self.id, out.slot, len(out.image), offset, data), False)
+
+    def on_snapshot_chunk(self, m: SnapshotChunk) -> None:
+        if m.slot <= self.slot_out:
+            return  # nothing we need
+        t = self._incoming
+        if t is None or (t.src, t.slot) != (m.src, m.slot):
+            if m.offset != 0 or not 0 < m.size <= self._cfg.limits.max_snapshot:
+                return
+            t = self._incoming = _Incoming(m.src, m.slot, m.size, bytearray(), self._now)
+        if m.size != t.size or m.offset != len(t.data) or not m.data:
+            return  # a duplicate or a stray chunk; the transfer resumes on its timer
+        if len(t.data) + len(m.data) > t.size:
+            self._incoming = None  # the peer broke its own word: drop the transfer
+            return
+        t.data += m.data
+        t.heard = self._now
+        t.retries = 0
+        self._last_progress = self._now
+        if len(t.data) < t.size:
+            self._send(t.src, SnapshotRequest(self.id, t.slot, len(t.data)), False)
+            return
+        self._incoming = None
+        try:
+            snap = decode_snapshot(bytes(t.data))
+        except SnapshotError:
+            return
+        if snap.slot == t.slot:
+            self._install(snap)
+
+    def _resume_transfer(self) -> None:
+        """On a tick during a transfer: ask again for what a lost message held up."""
+        t = self._incoming
+        assert t is not None
+        self._last_progress = self._now  # the ordinary catch-up waits for the transfer
+        if self._now - t.heard < self._cfg.timing.catchup:
+            return
+        if t.retries >= TRANSFER_RETRIES:
+            self._incoming = None  # that peer went away; the next catch-up asks another
+            return
+        t.retries += 1
+        t.heard = self._now
+        self._send(t.src, SnapshotRequest(self.id, t.slot, len(t.data)), False)
+
 
 def _serves_catchup(cfg: ClusterConfig, node: NodeId) -> bool:
     return node in cfg.learners or node in cfg.proposers
@@ -194,6 +366,9 @@ def _serves_catchup(cfg: ClusterConfig, node: NodeId) -> bool:
 def serve_catchup(
     node_id: NodeId, log: DecisionLog, m: CatchupRequest, limit: int, budget: int | None = None
 ) -> CatchupReply | None:
-    """What this node can tell a lagging learner; None if it knows nothing useful."""
+    """What this node can tell a lagging learner from its log; None if it knows nothing
+    useful (in particular when the learner needs slots below the log's base)."""
+    if m.from_slot < log.base:
+        return None
     decisions = log.span(m.from_slot, m.to_slot, limit, budget)
     return CatchupReply(node_id, decisions) if decisions else None

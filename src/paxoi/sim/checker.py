@@ -4,6 +4,12 @@ The checker watches what leaves each node (messages as they are released, comman
 as they are applied) and the acceptors' state when they come back from a crash. It
 holds the global truth no single node can see: which pvalues a majority accepted,
 every value any learner learned for each slot, every command any client submitted.
+
+Snapshots: a replica that restores one (after a restart, or from a peer's transfer)
+applies nothing for the slots it covers. The simulator reports the restored state
+(`on_restored`), which must be exactly the reference sequence up to that point (R3), and
+the replica's checks go on from there. An acceptor may drop what it accepted below its
+`compacted` point, and only slots that were decided may be below it (S1).
 """
 
 from __future__ import annotations
@@ -49,6 +55,22 @@ class Checker:
         self._applied: dict[tuple[NodeId, int], set[tuple[ClientId, Seq]]] = defaultdict(set)
         self._last_seq: dict[tuple[NodeId, int], dict[ClientId, Seq]] = defaultdict(dict)
         self.results: dict[tuple[ClientId, Seq], bytes] = {}
+        # S1: every slot below this was learned by some learner
+        self._learned_floor: Slot = 0
+
+    def learned_floor(self) -> Slot:
+        """Every slot below this was decided (some learner was told its value)."""
+        while self._learned_floor in self.learned:
+            self._learned_floor += 1
+        return self._learned_floor
+
+    def _check_compacted(self, node: NodeId, compacted: Slot) -> None:
+        if compacted > self.learned_floor():
+            raise Violation(
+                "S1",
+                f"acceptor {node} compacted slots below {compacted}, but slot "
+                f"{self.learned_floor()} was never decided",
+            )
 
     # ---------------------------------------------------------------- messages
     def on_send(self, src: NodeId, msg: PeerMessage) -> None:
@@ -63,6 +85,7 @@ class Checker:
                     "A1", f"acceptor {src} promised {msg.ballot} after promising {prev}"
                 )
             self._revealed_promise[src] = msg.ballot
+            self._check_compacted(src, msg.compacted)
         elif isinstance(msg, Decide):
             self.on_learn(src, msg.slot, msg.value)
 
@@ -126,7 +149,10 @@ class Checker:
                 f"acceptor {node} came back with promise {acceptor.promised} "
                 f"after having promised {revealed}",
             )
+        self._check_compacted(node, acceptor.compacted)
         for slot, ballot in self._revealed_accept[node].items():
+            if slot < acceptor.compacted:
+                continue  # decided, and covered by the node's durable snapshot (S1)
             pv = acceptor.accepted.get(slot)
             if pv is None or pv.ballot < ballot:
                 raise Violation(
@@ -168,6 +194,39 @@ class Checker:
         old = self.results.setdefault(key, result)
         if old != result:
             raise Violation("R3", f"{key} gave result {result!r} on node {node}, {old!r} elsewhere")
+
+    def on_restored(
+        self, node: NodeId, incarnation: int, applied: list[tuple[Slot, Command]]
+    ) -> None:
+        """A replica replaced its state with a snapshot holding `applied`, in order."""
+        who = (node, incarnation)
+        pos = self._position.get(who, 0)
+        if len(applied) < pos:
+            raise Violation(
+                "R4", f"node {node} restored a snapshot of {len(applied)} commands after {pos}"
+            )
+        last: dict[ClientId, Seq] = {}
+        keys: set[tuple[ClientId, Seq]] = set()
+        for i, (slot, cmd) in enumerate(applied):
+            key = (cmd.client, cmd.seq)
+            if self.submitted.get(key) != cmd.payload:
+                raise Violation("integrity", f"node {node} restored {key}, never submitted")
+            entry = (slot, cmd.client, cmd.seq)
+            if i >= len(self.reference):
+                self.reference.append(entry)
+            elif self.reference[i] != entry:
+                raise Violation(
+                    "R3",
+                    f"node {node} restored a snapshot with {entry} at position {i}, "
+                    f"others applied {self.reference[i]}",
+                )
+            if key in keys:
+                raise Violation("E1", f"node {node} restored a snapshot applying {key} twice")
+            keys.add(key)
+            last[cmd.client] = cmd.seq
+        self._position[who] = len(applied)
+        self._applied[who] = keys
+        self._last_seq[who] = last
 
     def applied_by(self, node: NodeId, incarnation: int) -> set[tuple[ClientId, Seq]]:
         return self._applied[(node, incarnation)]

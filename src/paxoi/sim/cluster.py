@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import json
 import random
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.bugs import Bug
-from ..core.config import ClusterConfig, ElectionPolicy, Timing
+from ..core.config import ClusterConfig, ElectionPolicy, Limits, Timing
 from ..core.errors import InvariantViolation
 from ..core.messages import ClientReply, ReadMode, ReadReply, ReadRequest, ReplyStatus
 from ..core.node import Node
@@ -63,17 +64,40 @@ class SimParams:
 
 
 class RecordingMachine:
-    """The simulator's state machine: remembers what it applied; the result is the slot."""
+    """The simulator's state machine: remembers what it applied; the result is the slot.
+
+    Its snapshot is the whole applied sequence, so the checker can compare a restored
+    state with what every replica applied (R3 across snapshots). Restores are noted with
+    how many applies came before them since the last `take_restores`, so the simulator
+    can replay applies and restores to the checker in the order they happened."""
 
     def __init__(self) -> None:
         self.applied: list[tuple[Slot, Command]] = []
+        self._applies = 0
+        self._restores: list[tuple[int, list[tuple[Slot, Command]]]] = []
 
     def apply(self, slot: Slot, command: Command) -> bytes:
         self.applied.append((slot, command))
+        self._applies += 1
         return str(slot).encode()
 
     def snapshot(self) -> bytes:
-        return repr([(s, c.client, c.seq) for s, c in self.applied]).encode()
+        doc = [[s, c.client, c.seq, c.payload.hex()] for s, c in self.applied]
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    def restore(self, data: bytes) -> None:
+        try:
+            doc = json.loads(data)
+            applied = [(s, Command(c, q, bytes.fromhex(p))) for s, c, q, p in doc]
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"not a simulator snapshot: {e}") from None
+        self.applied = applied
+        self._restores.append((self._applies, list(applied)))
+
+    def take_restores(self) -> list[tuple[int, list[tuple[Slot, Command]]]]:
+        """Restores since the last call, each with the number of applies before it."""
+        out, self._restores, self._applies = self._restores, [], 0
+        return out
 
     def query(self, query: bytes) -> bytes:
         return str(len(self.applied)).encode()
@@ -84,9 +108,6 @@ class RecordingMachine:
         for slot, c in self.applied:
             h.update(f"{slot}\t{c.client}\t{c.seq}\t".encode() + c.payload + b"\n")
         return h.hexdigest()
-
-    def restore(self, data: bytes) -> None:  # pragma: no cover - snapshots come later
-        raise NotImplementedError
 
 
 @dataclass
@@ -105,13 +126,32 @@ class RunResult:
 SIM_LEASE_TICKS = 20
 
 
-def make_config(params: SimParams, policy: ElectionPolicy, lease: int = 0) -> ClusterConfig:
+def snapshot_limits(seed: int) -> Limits:
+    """Snapshots in about two seeds of three, taken often enough (every few slots of a run
+    that decides a few dozen) that crashes, restarts and lagging learners meet compacted
+    logs and snapshot transfers, in chunks small enough that a transfer takes several."""
+    rng = random.Random(f"snapshots/{seed}")
+    if rng.random() < 0.35:
+        return Limits(snapshot_every=0)
+    return Limits(
+        snapshot_every=rng.choice([1, 2, 3, 5, 8, 13]),
+        log_keep=rng.choice([0, 0, 1, 2, 4, 10]),
+        snapshot_chunk=rng.choice([16, 64, 256, 4096]),
+    )
+
+
+def make_config(
+    params: SimParams, policy: ElectionPolicy, lease: int = 0, limits: Limits | None = None
+) -> ClusterConfig:
     timing = Timing(lease=lease)
+    kw: dict[str, object] = {"policy": policy, "timing": timing}
+    if limits is not None:
+        kw["limits"] = limits
     if params.layout == "colocated":
-        return ClusterConfig.colocated(params.nodes, policy=policy, timing=timing)
+        return ClusterConfig.colocated(params.nodes, **kw)
     if params.layout == "separate":
         f = (params.nodes - 1) // 2
-        return ClusterConfig.separate(f + 1, params.nodes, f + 1, policy=policy, timing=timing)
+        return ClusterConfig.separate(f + 1, params.nodes, f + 1, **kw)
     raise ValueError(f"unknown layout {params.layout!r}; known: {', '.join(LAYOUTS)}")
 
 
@@ -125,7 +165,11 @@ class Simulation:
         # choices of a seed are the same as before leases existed.
         self._read_rng = random.Random(f"reads/{params.seed}")
         self.leases = self._read_rng.random() < 0.5
-        self.config = make_config(params, policy, SIM_LEASE_TICKS if self.leases else 0)
+        # Snapshot settings from their own stream too, for the same reason.
+        self.limits = snapshot_limits(params.seed)
+        self.config = make_config(
+            params, policy, SIM_LEASE_TICKS if self.leases else 0, self.limits
+        )
         faults = params.faults
         self.net = SimNetwork(
             random.Random(rng.getrandbits(64)),
@@ -229,6 +273,19 @@ class Simulation:
             self.checker.on_acceptor_recovered(nid, node.acceptor)
         self._flush(nid, node)
 
+    def _report_applied(self, nid: NodeId, inc: int, ready: Ready) -> None:
+        """Applies and snapshot restores, to the checker in the order they happened."""
+        machine = self.machines.get(nid)
+        done = 0
+        if machine is not None:
+            for before, applied in machine.take_restores():
+                for a in ready.applied[done:before]:
+                    self.checker.on_applied(nid, inc, a.slot, a.command, a.result)
+                done = before
+                self.checker.on_restored(nid, inc, applied)
+        for a in ready.applied[done:]:
+            self.checker.on_applied(nid, inc, a.slot, a.command, a.result)
+
     def _crash(self, nid: NodeId) -> None:
         if self.nodes.get(nid) is None:
             return
@@ -249,9 +306,7 @@ class Simulation:
             self._at(
                 self.now + self.rng.randint(*self.disk_latency), "sync", nid, self.incarnation[nid]
             )
-        inc = self.incarnation[nid]
-        for a in ready.applied:
-            self.checker.on_applied(nid, inc, a.slot, a.command, a.result)
+        self._report_applied(nid, self.incarnation[nid], ready)
         for reply in ready.replies:
             for delay in self.net.delays(nid, reply.client):
                 self._at(self.now + delay, "reply", reply.client, nid, reply)

@@ -1,7 +1,11 @@
 """The durable engine: SQLite (stdlib sqlite3) in one data directory per node.
 
 Why SQLite rather than a hand-written log: its atomic commit and recovery are among the
-most tested code there is, and a node's whole state fits in five small tables. WAL mode
+most tested code there is, and a node's whole state fits in six small tables.
+
+Snapshots: a `SnapshotRecord` replaces the one row of table `snapshot` (the newest
+snapshot wins) and, in the same transaction, deletes the decided and accepted rows
+below its `base`, so the database stops growing with the log (freed pages are reused). WAL mode
 with `synchronous=FULL` makes each commit one append and one fsync of the WAL, so one
 `write()` (one transaction) costs one sync however many records it carries: that is
 what group commit amortises.
@@ -37,7 +41,9 @@ from ..core.records import (
     DurableState,
     PromisedRecord,
     Record,
+    SnapshotRecord,
 )
+from ..core.snapshot import Snapshot, SnapshotError, decode_snapshot, encode_snapshot
 from ..core.types import BOTTOM, Ballot, Batch, PValue, Slot
 from ..wire.values import DecodeError, decode_batch, encode_batch
 from .base import (
@@ -55,7 +61,8 @@ LOCK_FILE = "LOCK"
 #: crash during creation never leaves a `data.db` that looks initialised but is not.
 CREATING_FILE = "data.db.creating"
 #: Bumped on any incompatible change of the tables below; older paxoi refuses newer data.
-SCHEMA_VERSION = 1
+#: 2: table snapshot. A version 1 database is upgraded in place when opened.
+SCHEMA_VERSION = 2
 #: UPSERT (ON CONFLICT DO UPDATE) arrived in 3.24; row values in 3.15.
 MIN_SQLITE = (3, 24, 0)
 #: `PRAGMA application_id` ("pxoi"): tells a paxoi database from any other SQLite file.
@@ -83,7 +90,17 @@ _TABLES = {
     "proposer": """CREATE TABLE proposer (
         id INTEGER PRIMARY KEY CHECK (id = 0),
         round_used INTEGER NOT NULL)""",
+    "snapshot": """CREATE TABLE snapshot (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        slot INTEGER NOT NULL,
+        base INTEGER NOT NULL,
+        image BLOB NOT NULL)""",
 }
+#: Tables each schema version has (an older version is upgraded by creating the rest).
+_TABLES_OF = {1: set(_TABLES) - {"snapshot"}, 2: set(_TABLES)}
+#: SQLite keeps a WAL file at its largest size unless told otherwise; a snapshot makes
+#: one big transaction, so let the WAL shrink back after checkpoints.
+_JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 # The statements below encode DurableState.apply, one per record kind. Row-value
 # comparisons are lexicographic, exactly like Ballot's ordering.
@@ -96,6 +113,14 @@ _UPSERT_ACCEPTED = """INSERT INTO accepted (slot, round, node, value) VALUES (?,
     WHERE (excluded.round, excluded.node) >= (accepted.round, accepted.node)"""
 _PUT_DECIDED = "INSERT OR REPLACE INTO decided (slot, value) VALUES (?, ?)"
 _RAISE_ROUND = "UPDATE proposer SET round_used = ?1 WHERE id = 0 AND round_used < ?1"
+# The newest snapshot wins; the base only grows; rows below the base go.
+_PUT_SNAPSHOT = """INSERT INTO snapshot (id, slot, base, image) VALUES (0, ?, ?, ?)
+    ON CONFLICT (id) DO UPDATE
+    SET slot = excluded.slot, image = excluded.image, base = max(base, excluded.base)
+    WHERE excluded.slot > snapshot.slot"""
+_RAISE_BASE = "UPDATE snapshot SET base = ?1 WHERE id = 0 AND base < ?1"
+_DROP_DECIDED = "DELETE FROM decided WHERE slot < ?"
+_DROP_ACCEPTED = "DELETE FROM accepted WHERE slot < ?"
 
 # SQLite primary result codes (the low byte of an extended code).
 _SQLITE_PERM = 3
@@ -128,6 +153,7 @@ class SqliteStorage:
         conn: sqlite3.Connection,
         lock_fd: int,
         fsync: bool,
+        base: int = 0,
     ) -> None:
         self.data_dir = data_dir
         self.db_path = data_dir / DB_FILE
@@ -136,6 +162,8 @@ class SqliteStorage:
         self._conn: sqlite3.Connection | None = conn
         self._lock_fd = lock_fd
         self._mutex = threading.Lock()
+        #: Decided and accepted rows below this are covered by the stored snapshot.
+        self._base = base
 
     # -- opening ------------------------------------------------------------------------
 
@@ -179,15 +207,20 @@ class SqliteStorage:
                 _create_db(data_dir, identity, fsync)
             conn = _connect(db, fsync)
             try:
-                stored = _check_db(conn, db)
+                stored, version = _check_db(conn, db)
                 _check_identity(data_dir, stored, identity)
+                if version < SCHEMA_VERSION:
+                    _upgrade(conn, db, version)
+                base = _stored_base(conn, db)
             except BaseException:
                 conn.close()
                 raise
         except BaseException:
             os.close(lock_fd)
             raise
-        return cls(data_dir=data_dir, identity=stored, conn=conn, lock_fd=lock_fd, fsync=fsync)
+        return cls(
+            data_dir=data_dir, identity=stored, conn=conn, lock_fd=lock_fd, fsync=fsync, base=base
+        )
 
     # -- the Storage interface ----------------------------------------------------------
 
@@ -204,6 +237,9 @@ class SqliteStorage:
                         "SELECT slot, round, node, value FROM accepted"
                     ).fetchall()
                     decided_rows = conn.execute("SELECT slot, value FROM decided").fetchall()
+                    snapshot_rows = conn.execute(
+                        "SELECT slot, base, image FROM snapshot"
+                    ).fetchall()
                 finally:
                     conn.execute("COMMIT")
             except sqlite3.Error as e:
@@ -217,15 +253,22 @@ class SqliteStorage:
         if type(round_used) is not int:
             raise self._corrupt(f"table proposer: round_used is {round_used!r}, not an integer")
         state.round_used = round_used
+        if len(snapshot_rows) > 1:
+            raise self._corrupt("table snapshot holds more than one row")
+        for slot, base, image in snapshot_rows:
+            state.snapshot = self._snapshot(slot, base, image)
+            state.base = base
         accepted = state.accepted
         for slot, rnd, node, value in accepted_rows:
             ballot = self._ballot((rnd, node), f"accepted, slot {slot}")
-            accepted[slot] = PValue(ballot, slot, self._batch(value, "accepted", slot))
             if ballot > state.promised:  # as DurableState.apply does; write() keeps this true
                 state.promised = ballot
+            if slot >= state.base:  # write() deletes those below; never resurrect them
+                accepted[slot] = PValue(ballot, slot, self._batch(value, "accepted", slot))
         decided = state.decided
         for slot, value in decided_rows:
-            decided[slot] = self._batch(value, "decided", slot)
+            if slot >= state.base:
+                decided[slot] = self._batch(value, "decided", slot)
         return state
 
     def write(self, records: Sequence[Record]) -> None:
@@ -236,6 +279,8 @@ class SqliteStorage:
         round_used: int | None = None
         accepted_rows: list[tuple[int, int, int, bytes]] = []
         decided_rows: list[tuple[int, bytes]] = []
+        snapshot: SnapshotRecord | None = None
+        base = self._base
         for r in records:
             if isinstance(r, DecidedRecord):
                 decided_rows.append((r.slot, encode_batch(r.value)))
@@ -245,6 +290,10 @@ class SqliteStorage:
                 accepted_rows.append((pv.slot, b.round, b.node, encode_batch(pv.value)))
                 if promised is None or b > promised:
                     promised = b
+            elif isinstance(r, SnapshotRecord):
+                if snapshot is None or r.snapshot.slot > snapshot.snapshot.slot:
+                    snapshot = r
+                base = max(base, r.base)
             elif isinstance(r, PromisedRecord):
                 if promised is None or r.ballot > promised:
                     promised = r.ballot
@@ -253,6 +302,11 @@ class SqliteStorage:
                     round_used = r.round
             else:
                 raise TypeError(f"not a record: {r!r}")
+        if base:
+            # What the snapshot covers is deleted, not written (as DurableState.apply).
+            decided_rows = [row for row in decided_rows if row[0] >= base]
+            accepted_rows = [row for row in accepted_rows if row[0] >= base]
+        image = encode_snapshot(snapshot.snapshot) if snapshot is not None else None
 
         with self._mutex:
             conn = self._open_conn()
@@ -267,6 +321,11 @@ class SqliteStorage:
                         conn.executemany(_PUT_DECIDED, decided_rows)
                     if round_used is not None:
                         conn.execute(_RAISE_ROUND, (round_used,))
+                    if snapshot is not None:
+                        conn.execute(_PUT_SNAPSHOT, (snapshot.snapshot.slot, base, image))
+                        conn.execute(_RAISE_BASE, (base,))
+                        conn.execute(_DROP_DECIDED, (base,))
+                        conn.execute(_DROP_ACCEPTED, (base,))
                     conn.execute("COMMIT")  # the fsync happens here
                 except BaseException:
                     if conn.in_transaction:
@@ -275,6 +334,7 @@ class SqliteStorage:
                     raise
             except sqlite3.Error as e:
                 raise _db_error(e, self.db_path, "write") from e
+            self._base = base
 
     def close(self) -> None:
         """Close the database (SQLite checkpoints the WAL) and release the lock. Idempotent."""
@@ -325,6 +385,19 @@ class SqliteStorage:
         if (rnd, node) == (BOTTOM.round, BOTTOM.node):
             return BOTTOM
         return Ballot(rnd, node)
+
+    def _snapshot(self, slot: object, base: object, image: object) -> Snapshot:
+        if type(slot) is not int or type(base) is not int or not 0 <= base <= slot:
+            raise self._corrupt(f"table snapshot: slot {slot!r} and base {base!r} do not fit")
+        if type(image) is not bytes:
+            raise self._corrupt("table snapshot: the image is not a blob")
+        try:
+            snap = decode_snapshot(image)
+        except SnapshotError as e:
+            raise self._corrupt(f"table snapshot, slot {slot}: {e}") from None
+        if snap.slot != slot:
+            raise self._corrupt(f"table snapshot: the image is of slot {snap.slot}, not {slot}")
+        return snap
 
     def _batch(self, value: object, table: str, slot: Slot) -> Batch:
         if type(value) is not bytes:
@@ -517,14 +590,15 @@ def _connect(db: Path, fsync: bool) -> sqlite3.Connection:
             raise CorruptData(_corrupt_message(db, "the database file is empty"))
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'OFF'}")
+        conn.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
     except sqlite3.Error as e:
         conn.close()
         raise _db_error(e, db, "open") from e
     return conn
 
 
-def _check_db(conn: sqlite3.Connection, db: Path) -> NodeIdentity:
-    """quick_check, the paxoi markers and the schema; returns the stored identity."""
+def _check_db(conn: sqlite3.Connection, db: Path) -> tuple[NodeIdentity, int]:
+    """quick_check, the paxoi markers and the schema; the stored identity and version."""
     try:
         problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
         if problems != ["ok"]:
@@ -550,20 +624,51 @@ def _check_db(conn: sqlite3.Connection, db: Path) -> NodeIdentity:
     version, cluster_id, node_id, config = meta[0]
     if type(version) is not int:
         raise CorruptData(_corrupt_message(db, f"schema version {version!r} is not an integer"))
-    if version != SCHEMA_VERSION:
+    if version not in _TABLES_OF:
         raise DataDirUnusable(
             f"{db} has schema version {version}, but this paxoi reads version "
             f"{SCHEMA_VERSION}; run the paxoi release that created it"
         )
-    missing = sorted(set(_TABLES) - tables)
+    missing = sorted(_TABLES_OF[version] - tables)
     if missing:
         raise CorruptData(_corrupt_message(db, f"table(s) {', '.join(missing)} missing"))
     if type(cluster_id) is not str or type(node_id) is not int or type(config) is not bytes:
         raise CorruptData(_corrupt_message(db, "table meta holds values of the wrong type"))
     try:
-        return NodeIdentity(cluster_id, node_id, config)
+        return NodeIdentity(cluster_id, node_id, config), version
     except ValueError as e:
         raise CorruptData(_corrupt_message(db, f"stored identity is invalid: {e}")) from None
+
+
+def _upgrade(conn: sqlite3.Connection, db: Path, version: int) -> None:
+    """Bring an older schema up to SCHEMA_VERSION, in one transaction."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            existing = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            for name in sorted(_TABLES_OF[SCHEMA_VERSION] - _TABLES_OF[version]):
+                if name not in existing:
+                    conn.execute(_TABLES[name])
+            conn.execute("UPDATE meta SET schema_version = ? WHERE id = 0", (SCHEMA_VERSION,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as e:
+        raise _db_error(e, db, "upgrade") from e
+
+
+def _stored_base(conn: sqlite3.Connection, db: Path) -> int:
+    """The stored snapshot's base (0 without one); a bad value is reported by load()."""
+    try:
+        row = conn.execute("SELECT base FROM snapshot WHERE id = 0").fetchone()
+    except sqlite3.Error as e:
+        raise _db_error(e, db, "read") from e
+    return row[0] if row is not None and type(row[0]) is int and row[0] >= 0 else 0
 
 
 def _check_identity(data_dir: Path, stored: NodeIdentity, wanted: NodeIdentity) -> None:

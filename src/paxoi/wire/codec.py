@@ -40,6 +40,8 @@ from ..core.messages import (
     ReadMode,
     ReadReply,
     ReplyStatus,
+    SnapshotChunk,
+    SnapshotRequest,
 )
 from ..core.types import Role
 from .messages import (
@@ -75,7 +77,9 @@ from .values import (
 )
 
 #: Bumped on any incompatible change to a tag or layout (except the frozen handshake).
-PROTOCOL_VERSION: Final = 2  # 2: Heartbeat.stamp, LeaseGrant, Read, ReadReply
+#: 2: Heartbeat.stamp, LeaseGrant, Read, ReadReply.
+#: 3: Promise.compacted, SnapshotChunk, SnapshotRequest.
+PROTOCOL_VERSION: Final = 3
 
 ClientMessage: TypeAlias = (
     Hello
@@ -119,6 +123,8 @@ TAG_CONTROL_REPLY: Final = 26
 TAG_READ: Final = 27
 TAG_READ_REPLY: Final = 28
 TAG_LEASE_GRANT: Final = 10
+TAG_SNAPSHOT_CHUNK: Final = 11
+TAG_SNAPSHOT_REQUEST: Final = 12
 
 _STATUSES: Final[dict[str, ReplyStatus]] = {s.value: s for s in ReplyStatus}
 _READ_MODES: Final[dict[str, ReadMode]] = {m.value: m for m in ReadMode}
@@ -184,11 +190,12 @@ def _enc_promise(m: Promise) -> list[Any]:
         ballot_to_wire(m.ballot),
         m.from_slot,
         [pvalue_to_wire(p) for p in m.accepted],
+        m.compacted,
     ]
 
 
 def _dec_promise(o: list[Any]) -> Promise:
-    _arity(o, 5, "Promise")
+    _arity(o, 6, "Promise")
     acc = o[4]
     if type(acc) is not list:
         raise _fail("accepted", acc)
@@ -197,6 +204,7 @@ def _dec_promise(o: list[Any]) -> Promise:
         ballot_from_wire(o[2]),
         _nat(o[3], "from_slot"),
         tuple([pvalue_from_wire(p) for p in acc]),
+        _nat(o[5], "compacted"),
     )
 
 
@@ -316,6 +324,27 @@ def _dec_catchup_reply(o: list[Any]) -> CatchupReply:
             raise _fail("decision", d)
         out.append((_nat(d[0], "slot"), batch_from_wire(d[1])))
     return CatchupReply(_nat(o[1], "src"), tuple(out))
+
+
+def _enc_snapshot_chunk(m: SnapshotChunk) -> list[Any]:
+    return [TAG_SNAPSHOT_CHUNK, m.src, m.slot, m.size, m.offset, m.data]
+
+
+def _dec_snapshot_chunk(o: list[Any]) -> SnapshotChunk:
+    _arity(o, 6, "SnapshotChunk")
+    size, offset, data = _nat(o[3], "size"), _nat(o[4], "offset"), _bytes(o[5], "data")
+    if not data or offset + len(data) > size:
+        raise DecodeError(f"bad SnapshotChunk: {len(data)} bytes at {offset} of {size}")
+    return SnapshotChunk(_nat(o[1], "src"), _nat(o[2], "slot"), size, offset, data)
+
+
+def _enc_snapshot_request(m: SnapshotRequest) -> list[Any]:
+    return [TAG_SNAPSHOT_REQUEST, m.src, m.slot, m.offset]
+
+
+def _dec_snapshot_request(o: list[Any]) -> SnapshotRequest:
+    _arity(o, 4, "SnapshotRequest")
+    return SnapshotRequest(_nat(o[1], "src"), _nat(o[2], "slot"), _nat(o[3], "offset"))
 
 
 # ---------------------------------------------------------------- client and transport
@@ -532,6 +561,8 @@ _ENCODERS: Final[dict[type, Callable[[Any], list[Any]]]] = {
     ReadReply: _enc_read_reply,
     CatchupRequest: _enc_catchup_request,
     CatchupReply: _enc_catchup_reply,
+    SnapshotChunk: _enc_snapshot_chunk,
+    SnapshotRequest: _enc_snapshot_request,
     ClientReply: _enc_client_reply,
     Hello: _enc_hello,
     HelloAck: _enc_hello_ack,
@@ -558,6 +589,8 @@ _DECODERS: Final[dict[int, Callable[[list[Any]], Message]]] = {
     TAG_READ_REPLY: _dec_read_reply,
     TAG_CATCHUP_REQUEST: _dec_catchup_request,
     TAG_CATCHUP_REPLY: _dec_catchup_reply,
+    TAG_SNAPSHOT_CHUNK: _dec_snapshot_chunk,
+    TAG_SNAPSHOT_REQUEST: _dec_snapshot_request,
     TAG_CLIENT_REPLY: _dec_client_reply,
     TAG_HELLO: _dec_hello,
     TAG_HELLO_ACK: _dec_hello_ack,
