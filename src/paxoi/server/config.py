@@ -27,11 +27,18 @@ from ..core.config import ClusterConfig, ElectionPolicy, Limits, Timing
 from ..core.errors import ConfigError
 from ..core.types import ALL_ROLES, NodeId, Role
 from ..security.tokens import DIGEST_PATTERN, NAME_PATTERN
+from ..wire.values import MAX_BIN
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 #: Node ids travel in every message and ballot as msgpack integers: keep them well inside.
 MAX_NODE_ID = 2**32 - 1
 Ticks = Annotated[int, Field(ge=1)]
+#: A snapshot chunk is one msgpack bin, which the decoder caps (paxoi.wire.values.MAX_BIN).
+MAX_SNAPSHOT_CHUNK = MAX_BIN
+#: SQLite stores at most 10^9 bytes in one value (SQLITE_MAX_LENGTH): a snapshot is one.
+MAX_SNAPSHOT = 1_000_000_000
+#: Room in a frame around a snapshot chunk's bytes (the message's other fields).
+FRAME_OVERHEAD = 128
 
 
 class _Strict(BaseModel):
@@ -77,6 +84,17 @@ class LimitsEntry(_Strict):
     max_catchup: Ticks = Limits.max_catchup
     catchup_commands: Ticks = Limits.catchup_commands
     client_results: Ticks = Limits.client_results
+    #: Applied slots between snapshots; the log is compacted below each (0: never, and
+    #: the log and the data directory then grow with every command).
+    snapshot_every: Annotated[int, Field(ge=0)] = Limits.snapshot_every
+    #: Decided slots kept below a snapshot, so a peer that lags by less catches up from
+    #: the log instead of by a snapshot transfer.
+    log_keep: Annotated[int, Field(ge=0)] = Limits.log_keep
+    #: Bytes of snapshot per transfer message (must fit in max_frame; if not given, the
+    #: default or what fits in max_frame, whichever is less).
+    snapshot_chunk: Annotated[int, Field(ge=64, le=MAX_SNAPSHOT_CHUNK)] = Limits.snapshot_chunk
+    #: Largest snapshot a server takes in from a peer, in bytes (its reassembly buffer).
+    max_snapshot: Annotated[int, Field(ge=1024, le=MAX_SNAPSHOT)] = Limits.max_snapshot
     #: Largest frame accepted on any connection, in bytes.
     max_frame: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
     #: Messages queued for one peer before further ones are dropped (Paxos tolerates loss).
@@ -92,6 +110,27 @@ class LimitsEntry(_Strict):
     client_idle: Annotated[float, Field(gt=0)] = 600.0
     #: Commands of one client connection awaiting their reply; more are answered BUSY.
     client_pending: Annotated[int, Field(ge=1)] = 4096
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fit_snapshot_chunk(cls, data: Any) -> Any:
+        """A small max_frame shrinks the default snapshot_chunk rather than refusing it."""
+        if isinstance(data, dict) and "snapshot_chunk" not in data:
+            frame = data.get("max_frame")
+            if type(frame) is int and frame - FRAME_OVERHEAD < Limits.snapshot_chunk:
+                data = {**data, "snapshot_chunk": max(64, frame - FRAME_OVERHEAD)}
+        return data
+
+    @model_validator(mode="after")
+    def _check_snapshot_sizes(self) -> LimitsEntry:
+        if self.snapshot_chunk + FRAME_OVERHEAD > self.max_frame:
+            raise ValueError(
+                f"snapshot_chunk: {self.snapshot_chunk} bytes do not fit in a frame of "
+                f"max_frame {self.max_frame} bytes (with {FRAME_OVERHEAD} to spare)"
+            )
+        if self.max_snapshot < self.snapshot_chunk:
+            raise ValueError("max_snapshot: must be at least snapshot_chunk")
+        return self
 
 
 class StorageEntry(_Strict):
