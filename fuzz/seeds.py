@@ -22,6 +22,8 @@ from paxoi.core.messages import (
     Prepare,
     Promise,
     ReplyStatus,
+    SnapshotChunk,
+    SnapshotRequest,
 )
 from paxoi.core.types import Ballot, Command, PValue
 from paxoi.server.config import dump_config, local_config
@@ -63,6 +65,9 @@ MESSAGES: list[Message] = [
     StatusRequest(),
     Control("partition", (1, 2), 0),
     ControlReply(True, "done"),
+    Promise(0, B, 0, (PValue(B, 40, (CMD,)),), 40),
+    SnapshotChunk(2, 40, 100, 0, b"PXSN\x01" + bytes(27)),
+    SnapshotRequest(1, 40, 32),
 ]
 
 
