@@ -45,6 +45,7 @@ from paxoi.core import (
     PValue,
     Ready,
     ReplyStatus,
+    Timing,
 )
 
 X = (cmd("x", 1),)
@@ -468,6 +469,26 @@ def test_accepts_from_the_leader_count_as_heartbeats(accepts: bool) -> None:
         campaigned |= bool(msgs(node.take_ready().send_after_persist, Prepare))
     assert campaigned is not accepts
     assert (node.leader == 0) is accepts
+
+
+def test_ticks_made_up_after_a_stall_expire_the_lease_but_not_the_election_timer() -> None:
+    """A node whose loop stalled gets its missed ticks at once (Node.tick(catching_up)).
+    The leader's lease runs out on them, since the time did pass; a follower does not
+    campaign on them, since the leader's messages may be waiting unread."""
+    c = Cluster(config(3, timing=Timing(lease=40)))
+    leader = c.elect()
+    c.tick(10)
+    follower = (leader + 1) % 3
+    assert c.nodes[leader].proposer.has_lease
+    for _ in range(500):
+        c.nodes[follower].tick(catching_up=True)
+        c.nodes[leader].tick(catching_up=True)
+    assert not c.nodes[leader].proposer.has_lease  # 500 ticks passed for the lease clock
+    assert c.nodes[leader].is_leader
+    ready = c.nodes[follower].take_ready()
+    assert not msgs(ready.send_after_persist, Prepare)  # and the follower did not campaign
+    c.nodes[follower].tick()  # a live tick after a burst: one tick of the timer, no more
+    assert not msgs(c.nodes[follower].take_ready().send_after_persist, Prepare)
 
 
 # ------------------------------------------------------------------------------ planted bugs

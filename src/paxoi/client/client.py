@@ -52,6 +52,9 @@ log = logging.getLogger("paxoi.client")
 
 #: How long to wait before asking again when no server knows a leader yet.
 NO_LEADER_PAUSE = 0.05
+#: Seconds: a command resent again and again waits at most this long (or the
+#: retransmission timeout, if that is longer) between resends.
+MAX_RETRY_BACKOFF = 2.0
 T = TypeVar("T")
 
 Servers = Mapping[NodeId, tuple[str, int]]
@@ -79,6 +82,11 @@ class _Outstanding:
     command: Command
     future: asyncio.Future[bytes]
     sent_at: float = 0.0
+    #: When to resend if no answer came (monotonic seconds).
+    due: float = 0.0
+    #: The wait before the next resend; doubles with each one (exponential backoff).
+    backoff: float = 0.0
+    resent: bool = False
 
 
 @dataclass
@@ -126,6 +134,12 @@ class AsyncClient:
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
         self._last_heard = 0.0
+        #: Smoothed reply latency of commands answered at their first sending (Karn's
+        #: rule: a resent command's reply cannot tell which sending it answers).
+        self._latency: float | None = None
+        #: No command is due for a resend before this (the retry loop skips its scan).
+        self._earliest_due = 0.0
+        self.resends = 0
         self.redirects = 0
         self.failovers = 0
         #: TLS (None: plain TCP): the cluster CA, and our certificate if the cluster
@@ -329,9 +343,31 @@ class AsyncClient:
                 self._run(), name=f"client-{self.id}"
             )
 
+    def _rto(self) -> float:
+        """How long to wait for an answer before resending (TCP's RTO, simplified).
+
+        Never under `retry_interval`, and three times the smoothed latency: an
+        overloaded cluster answering in seconds must not be sent every command again
+        each half second, which would bury it deeper (a retry storm)."""
+        if self._latency is None:
+            return self.retry_interval
+        return max(self.retry_interval, 3 * self._latency)
+
     def _send(self, entry: _Outstanding) -> None:
-        entry.sent_at = time.monotonic()
+        now = time.monotonic()
+        entry.sent_at = now
+        if not entry.backoff:
+            entry.backoff = self._rto()
+        entry.due = now + entry.backoff
+        self._earliest_due = min(self._earliest_due, entry.due)
         self._write(frame(encode(Submit(entry.command))))
+
+    def _resend(self, entry: _Outstanding) -> None:
+        """No answer in time: send again, and wait twice as long for the next time."""
+        entry.resent = True
+        self.resends += 1
+        self._send(entry)
+        entry.backoff = min(entry.backoff * 2, max(MAX_RETRY_BACKOFF, self._rto()))
 
     def _write(self, data: bytes) -> None:
         """Queue a frame; the frames of one event-loop iteration leave in one write."""
@@ -353,8 +389,12 @@ class AsyncClient:
         self._write(frame(encode(entry.request)))
 
     def _resend_all(self) -> None:
+        """A new connection: everything unanswered goes again, with fresh timers."""
+        rto = self._rto()
         for entry in self._outstanding.values():
             if not entry.future.done():
+                entry.resent = True
+                entry.backoff = rto
                 self._send(entry)
         for read in self._reads.values():
             if not read.future.done():
@@ -429,17 +469,24 @@ class AsyncClient:
             if entry is None or entry.future.done() or msg.client != self.id:
                 return
             if msg.status is ReplyStatus.OK:
+                if not entry.resent:
+                    sample = time.monotonic() - entry.sent_at
+                    prev = self._latency
+                    self._latency = sample if prev is None else 0.875 * prev + 0.125 * sample
                 entry.future.set_result(msg.result)
             elif msg.status is ReplyStatus.NOT_LEADER:
                 if msg.leader is None or msg.leader == src:
                     # No leader yet (an election is on): stay, and ask again shortly
                     # rather than spin through the servers.
-                    entry.sent_at = time.monotonic() - self.retry_interval + NO_LEADER_PAUSE
+                    entry.due = time.monotonic() + NO_LEADER_PAUSE
+                    self._earliest_due = min(self._earliest_due, entry.due)
                     return
                 self.redirects += 1
                 self._move(msg.leader)
-            else:  # BUSY: back-pressure; the retry loop resends later
-                entry.sent_at = time.monotonic()
+            else:  # BUSY: back-pressure; resent after a backoff that grows while it lasts
+                entry.resent = True
+                entry.due = time.monotonic() + entry.backoff
+                entry.backoff = min(entry.backoff * 2, max(MAX_RETRY_BACKOFF, self._rto()))
         elif isinstance(msg, ReadReply):
             read = self._reads.get(msg.id)
             if read is None or read.future.done() or msg.client != self.id:
@@ -476,15 +523,22 @@ class AsyncClient:
             now = time.monotonic()
             if not (self._outstanding or self._reads) or not self._connected.is_set():
                 continue
-            if now - self._last_heard > self.retry_interval * 2:
+            rto = self._rto()
+            if now - self._last_heard > rto * 2:
                 self.failovers += 1
                 self._move(None)  # the server went silent
                 continue
-            for entry in self._outstanding.values():
-                if not entry.future.done() and now - entry.sent_at >= self.retry_interval:
-                    self._send(entry)
+            if now >= self._earliest_due:
+                earliest = now + rto
+                for entry in self._outstanding.values():
+                    if entry.future.done():
+                        continue
+                    if now >= entry.due:
+                        self._resend(entry)
+                    earliest = min(earliest, entry.due)
+                self._earliest_due = earliest
             for read in self._reads.values():
-                if not read.future.done() and now - read.sent_at >= self.retry_interval:
+                if not read.future.done() and now - read.sent_at >= rto:
                     self._send_read(read)
 
 

@@ -175,13 +175,19 @@ class Node:
         )
         self._drain()
 
-    def tick(self) -> None:
-        """One unit of time passed."""
+    def tick(self, catching_up: bool = False) -> None:
+        """One unit of time passed.
+
+        `catching_up`: a tick the shell makes up after this node stalled (a long
+        event-loop iteration, SIGSTOP), with its input unread meanwhile. The clocks
+        behind leases advance, since the time did pass; failure detection and timers
+        that only send do not: silence heard through our own stall says nothing about
+        the leader, whose heartbeats or accepts may be waiting in our socket buffer."""
         if self.acceptor is not None:
             self.acceptor.tick()
         if self.proposer is not None:
-            self.proposer.tick()
-        if self.replica is not None:
+            self.proposer.tick(catching_up)
+        if self.replica is not None and not catching_up:
             self.replica.tick()
         self._drain()
 

@@ -191,8 +191,10 @@ class Proposer:
             self._fill_window()
 
     # ------------------------------------------------------------------ time
-    def tick(self) -> None:
+    def tick(self, catching_up: bool = False) -> None:
         self._now += 1
+        if catching_up:
+            return  # see Node.tick: only the lease clock moves
         if self.phase is Phase.LEADER:
             if self._now - self._last_heartbeat >= self._cfg.timing.heartbeat:
                 self._heartbeat()

@@ -347,19 +347,23 @@ class Server:
     def _advance_clock(self) -> None:
         """Tick the node once for every tick interval that has passed.
 
-        After a suspension (SIGSTOP, a long GC) the missed ticks are made up at once, up
-        to enough to expire every timer and lease, and *before* any input is handled: a
-        leader that slept through its lease must not answer a lease read from a frozen
-        clock (the sleep is real time in which a successor could have been chosen)."""
+        After a suspension (SIGSTOP, a long GC, a long iteration of a loaded loop) the
+        missed ticks are made up at once, up to enough to expire every timer and lease,
+        and *before* any input is handled: a leader that slept through its lease must
+        not answer a lease read from a frozen clock (the sleep is real time in which a
+        successor could have been chosen). All but the last are `catching_up` ticks,
+        which do not count towards an election timeout: the input we did not read while
+        stalled may well hold the leader's heartbeats (see Node.tick)."""
         now = asyncio.get_running_loop().time()
         interval = self.config.tick_ms / 1000.0 * 100 / self.clock_rate
         timing = self.config.timing
         burst = timing.election + timing.lease + 2
         ticks = 0
-        while self._next_tick <= now and ticks < burst:
-            self.node.tick()
+        while self._next_tick + ticks * interval <= now and ticks < burst:
             ticks += 1
-            self._next_tick += interval
+        for i in range(ticks):
+            self.node.tick(catching_up=i < ticks - 1)
+        self._next_tick += ticks * interval
         if self._next_tick <= now:
             self._next_tick = now + interval  # the rest of a long sleep: skip, no storm
         if ticks:
