@@ -222,3 +222,18 @@ def test_kv_payload_is_a_put_of_the_lane_key(size: int) -> None:
 
     assert len(payload) == max(size, len(kv.put("b0.3", "")))  # padded to size if it can
     assert command_payload("chat", size, "b0.3 ") == make_payload(size, "b0.3 ")
+
+
+def test_leader_change_is_judged_by_ballots() -> None:
+    from paxoi.bench.cluster import leader_changed
+
+    def sample(leader: int | None, ballot: tuple[int, int] | None) -> Sample:
+        nodes = {
+            n: NodeSample(True, n == leader, 0, 0, 0.0, 0, ballot if n != 2 else None)
+            for n in range(3)
+        }
+        return Sample(0.0, nodes)
+
+    assert not leader_changed(sample(0, (3, 0)), sample(None, (3, 0)))  # leader too busy
+    assert leader_changed(sample(0, (3, 0)), sample(1, (4, 1)))
+    assert leader_changed(sample(0, (3, 0)), sample(0, (6, 0)))  # re-elected: a change too

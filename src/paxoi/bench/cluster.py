@@ -62,6 +62,8 @@ class NodeSample:
     entries: int | None
     cpu: float | None  # seconds, user + system
     rss: int | None  # bytes
+    #: The highest ballot this server has seen, as (round, node); None if it did not answer.
+    ballot: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,20 @@ class Sample:
             if s.leader:
                 return node
         return None
+
+    def ballot(self) -> tuple[int, int] | None:
+        """The highest ballot any server reported: it changes only with an election."""
+        seen = [s.ballot for s in self.nodes.values() if s.ballot is not None]
+        return max(seen) if seen else None
+
+
+def leader_changed(first: Sample, last: Sample) -> bool:
+    """Was a new leader elected between two samples? Judged by ballots, so a server
+    too busy to answer a status query in time is not taken for a lost leader."""
+    a, b = first.ballot(), last.ballot()
+    if a is not None and b is not None:
+        return a != b
+    return first.leader() != last.leader()
 
 
 def _delta(a: float | None, b: float | None) -> float | None:
@@ -181,6 +197,7 @@ class BenchCluster:
                 entries=entries if isinstance(entries, int) else None,
                 cpu=usage[0] if usage else None,
                 rss=usage[1] if usage else None,
+                ballot=(st.ballot.round, st.ballot.node) if st and st.ballot else None,
             )
         return Sample((before + after) / 2, nodes)
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TextIO, TypeVar
 
-from paxoi.bench.cluster import BenchCluster, window_figures
+from paxoi.bench.cluster import BenchCluster, leader_changed, window_figures
 from paxoi.bench.load import LoadProcesses, LoadResult, split_clients
 from paxoi.bench.worker import DRAIN_SECONDS, WorkerSpec
 
@@ -290,7 +290,7 @@ def run_point(
         "load_pids": pids,
         **load_figures(m.result, params.duration, params.size),
         "leader": leader,
-        "leader_changed": m.first.leader() != m.last.leader(),
+        "leader_changed": leader_changed(m.first, m.last),
         "fsync": {
             "enabled": params.fsync,
             # storage write transactions (each one fsync when fsync is on) of the leader
