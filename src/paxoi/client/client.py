@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import random
 import ssl
 import threading
@@ -87,6 +88,9 @@ class _Outstanding:
     #: The wait before the next resend; doubles with each one (exponential backoff).
     backoff: float = 0.0
     resent: bool = False
+    #: Past this (monotonic seconds) the caller gets SubmitTimeout; `timeout` is the limit.
+    deadline: float = math.inf
+    timeout: float = 0.0
 
 
 @dataclass
@@ -94,6 +98,8 @@ class _OutstandingRead:
     request: Read
     future: asyncio.Future[bytes]
     sent_at: float = 0.0
+    deadline: float = math.inf
+    timeout: float = 0.0
 
 
 class AsyncClient:
@@ -172,12 +178,11 @@ class AsyncClient:
                 # first command after a pause would look like a dead server at once.
                 self._last_heard = time.monotonic()
             entry = _Outstanding(Command(self.id, seq, payload), loop.create_future())
+            self._set_deadline(entry, timeout)
             self._outstanding[seq] = entry
             self._send(entry)
             try:
-                return await self._answer(
-                    entry.future, timeout, f"command {seq}", "; it may or may not have been applied"
-                )
+                return await entry.future
             finally:
                 self._outstanding.pop(seq, None)
 
@@ -204,25 +209,20 @@ class AsyncClient:
             entry = _OutstandingRead(
                 Read(read_id, query, mode), asyncio.get_running_loop().create_future()
             )
+            self._set_deadline(entry, timeout)
             self._reads[read_id] = entry
             self._send_read(entry)
             try:
-                return await self._answer(entry.future, timeout, f"read {read_id}")
+                return await entry.future
             finally:
                 self._reads.pop(read_id, None)
 
-    async def _answer(
-        self, future: asyncio.Future[bytes], timeout: float | None, what: str, note: str = ""
-    ) -> bytes:
-        """The result `future` gets, or SubmitTimeout. One deadline, no extra task or
-        shield per request: on the hot path of every submit. A future cancelled by the
-        deadline is done, so a late answer for it is ignored."""
-        limit = self.timeout if timeout is None else timeout
-        try:
-            async with asyncio.timeout(limit):
-                return await future
-        except TimeoutError:
-            raise SubmitTimeout(f"no answer for {what} within {limit:.1f} s{note}") from None
+    def _set_deadline(self, entry: _Outstanding | _OutstandingRead, timeout: float | None) -> None:
+        """The retry loop fails the request with SubmitTimeout once this passes: one
+        scan for all requests rather than a timer per request, on every submit's path."""
+        entry.timeout = self.timeout if timeout is None else timeout
+        entry.deadline = time.monotonic() + entry.timeout
+        self._earliest_due = min(self._earliest_due, entry.deadline)
 
     async def close(self) -> None:
         self._closed = True
@@ -518,27 +518,46 @@ class AsyncClient:
                     entry.future.set_exception(error)
 
     async def _retry_loop(self) -> None:
+        """Every NO_LEADER_PAUSE: fail what is past its deadline, resend what is due,
+        and leave a server that went silent."""
         while True:
             await asyncio.sleep(min(self.retry_interval / 2, NO_LEADER_PAUSE))
             now = time.monotonic()
-            if not (self._outstanding or self._reads) or not self._connected.is_set():
+            if not (self._outstanding or self._reads):
                 continue
+            connected = self._connected.is_set()
             rto = self._rto()
-            if now - self._last_heard > rto * 2:
+            if connected and now - self._last_heard > rto * 2:
                 self.failovers += 1
                 self._move(None)  # the server went silent
-                continue
+                connected = False
             if now >= self._earliest_due:
                 earliest = now + rto
                 for entry in self._outstanding.values():
                     if entry.future.done():
                         continue
-                    if now >= entry.due:
+                    if now >= entry.deadline:
+                        entry.future.set_exception(
+                            SubmitTimeout(
+                                f"no answer for command {entry.command.seq} within "
+                                f"{entry.timeout:.1f} s; it may or may not have been applied"
+                            )
+                        )
+                        continue
+                    if connected and now >= entry.due:
                         self._resend(entry)
-                    earliest = min(earliest, entry.due)
+                    earliest = min(earliest, entry.due, entry.deadline)
                 self._earliest_due = earliest
             for read in self._reads.values():
-                if not read.future.done() and now - read.sent_at >= rto:
+                if read.future.done():
+                    continue
+                if now >= read.deadline:
+                    read.future.set_exception(
+                        SubmitTimeout(
+                            f"no answer for read {read.request.id} within {read.timeout:.1f} s"
+                        )
+                    )
+                elif connected and now - read.sent_at >= rto:
                     self._send_read(read)
 
 
