@@ -31,6 +31,7 @@ from paxoi.core import (
     Ballot,
     BallotRecord,
     Bug,
+    CatchupReply,
     CatchupRequest,
     ClusterConfig,
     Decide,
@@ -47,6 +48,7 @@ from paxoi.core import (
     ReplyStatus,
     Timing,
 )
+from paxoi.core.node import GAP_PATIENCE
 
 X = (cmd("x", 1),)
 Y = (cmd("y", 1),)
@@ -671,3 +673,41 @@ def test_proposer_only_leader_moves_its_log_past_the_compaction() -> None:
     assert proposals(ready) == {20: NOOP, 21: X}
     [(_, prepare), *_] = msgs(ready.send_after_persist, Prepare)
     assert prepare.from_slot == 0
+
+
+def test_leader_stuck_below_the_compaction_recovers_the_slots_by_a_new_phase1() -> None:
+    """The only nodes holding slots below the compaction point may all be down: then the
+    live acceptors' accepted values are the only copy, and a new phase 1 (from the log's
+    floor, in a new ballot) gets them out."""
+    cfg = config(3)
+    node, first_ballot, _ = win_compacted({1: ((), 0), 2: ((), 4)}, cfg=cfg)
+    assert node.proposer.decided_below == 4 and node.log.floor == 0
+    # Nobody answers the learner's catch-up requests. After GAP_PATIENCE election
+    # timeouts the leader campaigns again, from its floor.
+    ready = []
+    for _ in range(GAP_PATIENCE * cfg.timing.election + 1):
+        node.tick()
+        ready.append(node.take_ready())
+    prepares = msgs(merge(ready).send_after_persist, Prepare)
+    assert prepares, "the stuck leader never ran phase 1 again"
+    ballot = prepares[0][1].ballot
+    assert ballot > first_ballot and ballot.node == 0
+    assert {m.from_slot for _, m in prepares} == {0}
+    assert BallotRecord(ballot.round) in merge(ready).persist
+    # Acceptors 1 and 2 compacted nothing; they report what they accepted below 4.
+    accepted = (pv(2, 1, 0, *X), pv(2, 1, 1, *Y), pv(2, 1, 3, *Z))
+    node.step(Promise(1, ballot, 0, accepted, 0))
+    node.step(Promise(2, ballot, 0, (), 0))
+    assert node.is_leader and node.proposer.ballot == ballot
+    assert proposals(node.take_ready()) == {0: X, 1: Y, 2: NOOP, 3: Z}
+
+
+def test_leader_whose_learner_progresses_does_not_campaign_again() -> None:
+    cfg = config(3)
+    node, ballot, _ = win_compacted({1: ((), 0), 2: ((), 200)}, cfg=cfg)
+    for t in range(GAP_PATIENCE * cfg.timing.election * 2):
+        node.tick()
+        if t % 10 == 0:  # catch-up keeps arriving, slowly
+            node.step(CatchupReply(1, ((t // 10, X),)))
+        assert not msgs(node.take_ready().send_after_persist, Prepare)
+    assert node.is_leader and node.proposer.ballot == ballot

@@ -46,6 +46,10 @@ from .replica import Replica, serve_catchup
 from .statemachine import StateMachine
 from .types import Batch, Command, NodeId, Role, Slot
 
+#: Election timeouts a leader's learner may stay stuck below `Proposer.decided_below`
+#: before the leader runs phase 1 again to recover those slots (see `_watch_gap`).
+GAP_PATIENCE = 3
+
 
 class Node:
     def __init__(
@@ -66,6 +70,9 @@ class Node:
         self.config = config
         self.roles = roles
         self._ready = Ready()
+        # A leader's learner stuck below `decided_below`: where, and for how long.
+        self._gap_floor: Slot = -1
+        self._gap_ticks = 0
         self._local: deque[PeerMessage] = deque()
         self._draining = False
         # A snapshot is a learner's; the decided log is rebuilt above it. (Other roles
@@ -189,6 +196,7 @@ class Node:
             self.proposer.tick(catching_up)
         if self.replica is not None and not catching_up:
             self.replica.tick()
+            self._watch_gap()
         self._drain()
 
     def take_ready(self) -> Ready:
@@ -336,6 +344,26 @@ class Node:
         self._persist(record)
         if self.acceptor is not None:
             self.acceptor.compact(record.base)
+
+    def _watch_gap(self) -> None:
+        """A leader whose learner stays stuck below the slots promises proved decided
+        (compacted away at some acceptor) may be waiting for peers that are all down:
+        the values then survive only in the live acceptors' accepted sets, and only a
+        new phase 1 gets them out. So after `GAP_PATIENCE` election timeouts without
+        progress (a snapshot being received counts as progress) it runs one."""
+        p, r = self.proposer, self.replica
+        assert r is not None
+        if p is None or not p.is_leader or p.decided_below <= self.log.floor:
+            self._gap_ticks = 0
+            return
+        if self.log.floor != self._gap_floor or r.transferring:
+            self._gap_floor = self.log.floor
+            self._gap_ticks = 0
+            return
+        self._gap_ticks += 1
+        if self._gap_ticks >= GAP_PATIENCE * self.config.timing.election:
+            self._gap_ticks = 0
+            p.recover_gap()
 
     def _skip(self, slot: Slot) -> None:
         """Promises proved every slot below `slot` decided, though the log lacks some."""

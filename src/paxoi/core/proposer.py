@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .bugs import Bug
-from .config import ClusterConfig
+from .config import ClusterConfig, ElectionPolicy
 from .election import Election
 from .log import DecisionLog
 from .messages import (
@@ -224,6 +224,32 @@ class Proposer:
         self._compacted = 0
         self._persist(BallotRecord(ballot.round))
         self._send_prepares()
+
+    def recover_gap(self) -> None:
+        """As leader: the slots below `decided_below` that the log lacks could not be
+        caught up from any peer (those that hold them may all be down). Run phase 1
+        again, from the log's floor, in a new ballot of ours: if no acceptor of the new
+        quorum compacted them, the promises report their accepted values and they are
+        re-proposed like any recovered slot (C2 as ever); if one did, its node is up to
+        serve them, and they are skipped again."""
+        if self.phase is not Phase.LEADER:
+            return
+        self.decided_below = 0
+        self._campaign(self._own_ballot())
+
+    def _own_ballot(self) -> Ballot:
+        """A new ballot for this proposer, above any seen or used (and, under RANK
+        succession, in a view it owns, so followers do not campaign against it)."""
+        e = self.election
+        round_ = max(e.max_seen.round, e.round_used) + 1
+        if self._cfg.policy is ElectionPolicy.RANK:
+            owners = self._cfg.proposers
+            round_ += (owners.index(self.id) - round_) % len(owners)
+            e.view = max(e.view, round_)
+        e.round_used = round_
+        ballot = Ballot(round_, self.id)
+        e.observe(ballot)
+        return ballot
 
     def _send_prepares(self) -> None:
         assert self.ballot is not None

@@ -129,6 +129,11 @@ class Replica:
         self._outgoing: _Outgoing | None = None
         self._incoming: _Incoming | None = None
 
+    @property
+    def transferring(self) -> bool:
+        """A snapshot is being received."""
+        return self._incoming is not None
+
     def recover(self, snapshot: Snapshot | None = None) -> None:
         """After a restart: restore the durable snapshot, if any, then apply what the
         durable log holds above it, without client replies."""
