@@ -20,11 +20,17 @@ class StateMachine(Protocol):
         ...
 
     def snapshot(self) -> bytes:
-        """The whole state, serialized; restore(snapshot()) must give an equal machine."""
+        """The whole state, serialized; restore(snapshot()) must give an equal machine.
+
+        Called every `Limits.snapshot_every` applied slots, and when a lagging peer needs
+        the state; it must not change the state."""
         ...
 
     def restore(self, data: bytes) -> None:
-        """Replace the state with one produced by snapshot()."""
+        """Replace the state with one produced by snapshot() (on this replica or another).
+
+        Raise ValueError for data that is not such a snapshot, and then leave the state
+        as it was: the replica goes on catching up another way."""
         ...
 
 
