@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
@@ -148,3 +149,42 @@ def test_escape_fast_path_agrees_with_the_rule_on_every_code_point() -> None:
         ch = chr(code)
         rule = ch in chat._ESCAPES or unicodedata.category(ch) in chat._ESCAPED_CATEGORIES
         assert (chat._NEEDS_ESCAPE.search(ch) is not None) == rule, hex(code)
+
+
+def _full_snapshot(log: ChatLog) -> bytes:
+    """The snapshot's definition, encoded in one go."""
+    doc = {"version": 1, "entries": [[e.slot, e.sender, e.seq, e.message] for e in log.entries]}
+    return json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def test_incremental_snapshot_equals_the_whole_encoding() -> None:
+    """snapshot() encodes only what was applied since the last one; the bytes are the
+    same as encoding everything, across many snapshots, segments merged, and restores."""
+    log = ChatLog()
+    assert log.snapshot() == _full_snapshot(log)
+    texts = ["hi", "h\u00e9", "\u5ba2\U0001f98a", 'q"\\\n\t\x00']
+    for i in range(300):
+        log.apply(i // 3, Command(f"c{i % 4}", i + 1, texts[i % len(texts)].encode()))
+        if i % 3 == 0:
+            assert log.snapshot() == _full_snapshot(log)
+    copy = ChatLog()
+    copy.restore(log.snapshot())
+    copy.apply(500, Command("z", 1, b"after"))
+    assert copy.snapshot() == _full_snapshot(copy)
+    assert copy.entries[:-1] == log.entries
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"version":1,"entries":[[0,"a",1,"x"]],"note":[1]}',  # a key we do not write
+        b'{"entries": [[0, "a", 1, "x"]], "version": 1}',  # another writer's layout
+        b'{"version":1,"entries":[[0,"a",1,"x"]]}',  # ours
+    ],
+)
+def test_snapshot_after_restore_is_canonical_whatever_was_restored(data: bytes) -> None:
+    log = ChatLog()
+    log.restore(data)
+    assert log.snapshot() == _full_snapshot(log)
+    log.apply(1, Command("b", 1, b"y"))
+    assert log.snapshot() == _full_snapshot(log)

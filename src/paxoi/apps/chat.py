@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from paxoi.core.types import ClientId, Command, Seq, Slot
 
 _SNAPSHOT_VERSION = 1
+#: Cached snapshot segments before they are joined into one.
+_MAX_SEGMENTS = 64
+_SNAPSHOT_HEAD = b'{"version":%d,"entries":[' % _SNAPSHOT_VERSION
 
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 #: Unicode categories escaped so an entry stays on one line (controls, line/paragraph
@@ -71,6 +74,11 @@ class ChatLog:
 
     def __init__(self) -> None:
         self._entries: list[ChatEntry] = []
+        # The snapshot's JSON of entries [0, _encoded_upto), in segments: a snapshot
+        # encodes only the entries applied since the last one (a chat's snapshot is the
+        # whole chat, and encoding a million entries takes seconds of the event loop).
+        self._encoded: list[bytes] = []
+        self._encoded_upto = 0
 
     # -- StateMachine -------------------------------------------------------------------
 
@@ -80,11 +88,23 @@ class ChatLog:
         return str(slot).encode("ascii")
 
     def snapshot(self) -> bytes:
-        doc = {
-            "version": _SNAPSHOT_VERSION,
-            "entries": [[e.slot, e.sender, e.seq, e.message] for e in self._entries],
-        }
-        return json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        """{"version": 1, "entries": [[slot, sender, seq, message], ...]} as compact
+        ASCII JSON, built from the cached encoding of the entries it already covered."""
+        new = self._entries[self._encoded_upto :]
+        if new:
+            rows = [[e.slot, e.sender, e.seq, e.message] for e in new]
+            text = json.dumps(rows, ensure_ascii=True, separators=(",", ":"))
+            self._encoded.append(text[1:-1].encode("ascii"))
+            self._encoded_upto = len(self._entries)
+            if len(self._encoded) > _MAX_SEGMENTS:
+                self._encoded = [b",".join(self._encoded)]
+        parts = [_SNAPSHOT_HEAD]
+        for i, segment in enumerate(self._encoded):
+            if i:
+                parts.append(b",")
+            parts.append(segment)
+        parts.append(b"]}")
+        return b"".join(parts)
 
     def restore(self, data: bytes) -> None:
         try:
@@ -109,6 +129,17 @@ class ChatLog:
                 raise ValueError(f"not a chat snapshot: bad entry {item!r}")
             entries.append(ChatEntry(item[0], item[1], item[2], item[3]))
         self._entries = entries
+        self._encoded, self._encoded_upto = [], 0
+        if (
+            entries
+            and doc.keys() == {"version", "entries"}
+            and data.startswith(_SNAPSHOT_HEAD)
+            and data.endswith(b"]}")
+        ):
+            # Our own form: its middle is the entries' encoding; keep it, so the next
+            # snapshot after a restart or an install does not encode them all again.
+            self._encoded = [bytes(data[len(_SNAPSHOT_HEAD) : -2])]
+            self._encoded_upto = len(entries)
 
     # -- Queries ------------------------------------------------------------------------
 
