@@ -324,9 +324,11 @@ class Cluster:
         def add(slot: Slot, value: Batch) -> None:
             assert out.setdefault(slot, value) == value, f"R1: slot {slot} told two values"
 
+        proposed = {(m.slot, m.ballot): m.value for _, _, m in self.sent if isinstance(m, Accept)}
         for _, _, m in self.sent:
             if isinstance(m, Decide):
-                add(m.slot, m.value)
+                # by reference (value None): what the named ballot proposed for the slot
+                add(m.slot, m.value if m.value is not None else proposed[(m.slot, m.ballot)])
             elif isinstance(m, CatchupReply):
                 for slot, value in m.decisions:
                     add(slot, value)

@@ -23,6 +23,7 @@ from core_helpers import (
 
 from paxoi.core import (
     NOOP,
+    Accept,
     Ballot,
     Bug,
     CatchupReply,
@@ -643,3 +644,30 @@ def test_lagging_replica_catches_up_by_snapshot_end_to_end() -> None:
     assert c.machines[lagging].entries == c.machines[leader].entries
     assert c.nodes[lagging].log.base > 0
     check_safety(c)
+
+
+# ------------------------------------------------------------------------------ decide by reference
+
+
+@pytest.mark.parametrize(
+    "accepted,learns",
+    [
+        (Ballot(4, 0), True),  # accepted in the ballot the decision names
+        (Ballot(5, 2), True),  # in a later one: the slot being chosen, the same value
+        (Ballot(3, 2), False),  # only an older ballot's proposal: maybe not the chosen one
+        (None, False),  # the Accept never arrived
+    ],
+)
+def test_decide_by_reference_uses_the_acceptors_value_or_catches_up(accepted, learns) -> None:
+    node, machine = make_node(1)
+    value = (cmd("a", 1),)
+    if accepted is not None:
+        node.step(Accept(accepted.node, accepted, 0, value))
+    node.take_ready()
+    node.step(Decide(0, 0, None, Ballot(4, 0)))
+    assert (machine.commands == [("a", 1)]) is learns
+    if not learns:
+        for _ in range(node.config.timing.catchup + 1):
+            node.tick()
+        requests = [m for _, m in node.take_ready().send if isinstance(m, CatchupRequest)]
+        assert requests and requests[0].from_slot == 0 and requests[0].to_slot >= 1

@@ -148,10 +148,11 @@ def test_runs_exercise_snapshots_transfers_and_compaction() -> None:
 
 # Found by the simulator with the bug planted on purpose: a new leader that ignores the
 # acceptors' compaction points fills "holes" below them with no-ops over chosen values.
+# (Seed 8 until protocol 4 changed the runs' message traffic; 19 is the first seed since.)
 def test_planted_bug_leader_ignores_compacted_is_caught_at_its_seed() -> None:
-    violation = run_seed(_params(8, bugs=frozenset({Bug.LEADER_IGNORES_COMPACTED})))
+    violation = run_seed(_params(19, bugs=frozenset({Bug.LEADER_IGNORES_COMPACTED})))
     assert violation is not None and violation.invariant == "C2"
-    assert run_seed(_params(8)) is None
+    assert run_seed(_params(19)) is None
 
 
 def test_checker_catches_a_snapshot_that_misses_a_command(monkeypatch) -> None:

@@ -76,6 +76,8 @@ EXAMPLES: list[Message] = [
     Preempted(1, BOTTOM, Ballot(0, 0)),
     Decide(0, 12, BATCH),
     Decide(0, 13, NOOP),
+    Decide(0, 14, BATCH, B),
+    Decide(0, 15, None, B),  # by reference to what ballot B proposed
     Heartbeat(0, B, 0),
     Heartbeat(0, B, 1_000_000),
     Heartbeat(0, B, 3, 77),
@@ -216,6 +218,8 @@ BAD: list[tuple[str, bytes]] = [
     ("snapshot request negative offset", w(12, 2, 10, -1)),
     ("snapshot request arity", w(12, 2, 10)),
     ("catch-up range reversed", w(8, 1, 10, 5)),
+    ("decide with neither value nor ballot", w(6, 0, 12, None, None)),
+    ("decide of the old layout", w(6, 0, 12, [])),
     ("decision arity", w(9, 2, [[1]])),
     ("decision negative slot", w(9, 2, [[-1, []]])),
     ("unknown status", w(20, "alice", 7, "maybe", b"", None)),

@@ -106,7 +106,10 @@ MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     Accept: st.builds(Accept, node_ids, ballots, slots, batches),
     Accepted: st.builds(Accepted, node_ids, ballots, slots),
     Preempted: st.builds(Preempted, node_ids, ballots, ballots),
-    Decide: st.builds(Decide, node_ids, slots, batches),
+    Decide: st.one_of(
+        st.builds(Decide, node_ids, slots, batches, st.none() | ballots),
+        st.builds(Decide, node_ids, slots, st.none(), ballots),
+    ),
     Heartbeat: st.builds(Heartbeat, node_ids, ballots, slots, nats),
     LeaseGrant: st.builds(LeaseGrant, node_ids, ballots, nats),
     Read: st.builds(Read, nats, payloads, st.sampled_from(ReadMode)),

@@ -74,11 +74,18 @@ class Preempted:
 
 @dataclass(frozen=True, slots=True)
 class Decide:
-    """`value` is chosen for `slot`: from the proposer that saw a quorum, to the learners."""
+    """`value` is chosen for `slot`: from the proposer that saw a quorum, to the learners.
+
+    To a learner that is also an acceptor the value is left out (None): it is the value
+    proposed in `ballot`, which that node's acceptor has (the Accept went first, down the
+    same link). Every command then crosses the wire and the codec once per follower, not
+    twice. A node whose acceptor did not accept in `ballot` (or later) learns the slot
+    by catch-up instead."""
 
     src: NodeId
     slot: Slot
-    value: Batch
+    value: Batch | None
+    ballot: Ballot | None = None
 
 
 @dataclass(frozen=True, slots=True)

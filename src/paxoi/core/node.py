@@ -44,7 +44,7 @@ from .ready import Ready
 from .records import DurableState, Record, SnapshotRecord
 from .replica import Replica, serve_catchup
 from .statemachine import StateMachine
-from .types import Batch, Command, NodeId, Role, Slot
+from .types import Ballot, Batch, Command, NodeId, Role, Slot
 
 #: Election timeouts a leader's learner may stay stuck below `Proposer.decided_below`
 #: before the leader runs phase 1 again to recover those slots (see `_watch_gap`).
@@ -237,7 +237,16 @@ class Node:
                 p.on_accepted(msg)
         elif isinstance(msg, Decide):
             if r is not None:
-                r.on_decide(msg)
+                value = msg.value
+                if value is None:
+                    # By reference: the value our acceptor accepted in msg.ballot, or in
+                    # a later ballot (which, the slot being chosen, proposed the same).
+                    pv = a.accepted.get(msg.slot) if a is not None else None
+                    if pv is None or msg.ballot is None or pv.ballot < msg.ballot:
+                        r.heard_decided(msg.slot)  # not here: learn it by catch-up
+                        return
+                    value = pv.value
+                r.learn(msg.slot, value)
         elif isinstance(msg, Heartbeat):
             if a is not None:
                 a.on_heartbeat(msg)
@@ -321,12 +330,21 @@ class Node:
     def _emit(self, applied: Applied) -> None:
         self._ready.applied.append(applied)
 
-    def _decided(self, slot: Slot, value: Batch) -> None:
-        """The local proposer saw a quorum: tell the learners (and learn, if one is here)."""
-        msg = Decide(self.id, slot, value)
+    def _decided(self, slot: Slot, value: Batch, ballot: Ballot) -> None:
+        """The local proposer saw a quorum: tell the learners (and learn, if one is here).
+
+        Learners that are acceptors get the decision by reference (see Decide)."""
+        full = by_ref = None
+        acceptors = self.config.acceptors
         for n in self.config.learners:
-            if n != self.id:
-                self._send(n, msg, False)
+            if n == self.id:
+                continue
+            if n in acceptors:
+                by_ref = by_ref or Decide(self.id, slot, None, ballot)
+                self._send(n, by_ref, False)
+            else:
+                full = full or Decide(self.id, slot, value, ballot)
+                self._send(n, full, False)
         if self.replica is not None:
             self.replica.learn(slot, value)
         else:

@@ -50,7 +50,8 @@ from .types import NOOP, Ballot, Batch, ClientId, Command, NodeId, PValue, Seq, 
 Send = Callable[[NodeId, PeerMessage, bool], None]
 Persist = Callable[[Record], None]
 Reply = Callable[[ClientReply], None]
-Learn = Callable[[Slot, Batch], None]
+#: (slot, chosen value, the ballot it was chosen in)
+Learn = Callable[[Slot, Batch, Ballot], None]
 Skip = Callable[[Slot], None]
 
 
@@ -382,7 +383,7 @@ class Proposer:
         del self._inflight[m.slot]
         for cmd in p.value:
             self._queued.discard((cmd.client, cmd.seq))
-        self._learn(m.slot, p.value)
+        self._learn(m.slot, p.value, m.ballot)
         self._fill_window()
 
     def _retransmit_accepts(self) -> None:

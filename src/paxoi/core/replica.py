@@ -33,7 +33,6 @@ from .messages import (
     CatchupReply,
     CatchupRequest,
     ClientReply,
-    Decide,
     Heartbeat,
     PeerMessage,
     ReplyStatus,
@@ -119,6 +118,8 @@ class Replica:
         self.clients: dict[ClientId, ClientSession] = {}
         #: Highest "everything below is decided" that anyone told us about.
         self.known_chosen: Slot = 0
+        #: One above the highest slot we heard is decided without getting its value.
+        self._decided_top: Slot = 0
         self.leader: NodeId | None = None
         self._now = 0
         self._last_progress = 0
@@ -163,8 +164,9 @@ class Replica:
             self._persist(DecidedRecord(slot, value))  # lazily: see Ready.persist_lazy
         self._apply_ready()
 
-    def on_decide(self, m: Decide) -> None:
-        self.learn(m.slot, m.value)
+    def heard_decided(self, slot: Slot) -> None:
+        """`slot` is decided, but its value did not come with the news: catch up on it."""
+        self._decided_top = max(self._decided_top, slot + 1)
 
     def on_heartbeat(self, m: Heartbeat) -> None:
         self.leader = m.src
@@ -248,12 +250,13 @@ class Replica:
         self._request(target)
 
     def _behind(self) -> bool:
-        return max(self.known_chosen, self.log.top) > self.log.floor
+        return max(self.known_chosen, self.log.top, self._decided_top) > self.log.floor
 
     def _request(self, target: NodeId) -> None:
         self._last_request = self._now
         start = self.log.floor
-        stop = min(max(self.known_chosen, self.log.top), start + self._cfg.limits.max_catchup)
+        known = max(self.known_chosen, self.log.top, self._decided_top)
+        stop = min(known, start + self._cfg.limits.max_catchup)
         self._send(target, CatchupRequest(self.id, start, stop), False)
 
     # ------------------------------------------------------------------ snapshots

@@ -87,7 +87,17 @@ class Checker:
             self._revealed_promise[src] = msg.ballot
             self._check_compacted(src, msg.compacted)
         elif isinstance(msg, Decide):
-            self.on_learn(src, msg.slot, msg.value)
+            value = msg.value
+            if value is None:  # by reference: what its ballot proposed for the slot
+                proposed = self._proposed.get(msg.slot, {})
+                if msg.ballot is None or msg.ballot not in proposed:
+                    raise Violation(
+                        "agreement",
+                        f"node {src} decided slot {msg.slot} by reference to ballot "
+                        f"{msg.ballot}, which proposed nothing there",
+                    )
+                value = proposed[msg.ballot]
+            self.on_learn(src, msg.slot, value)
 
     def _on_accept(self, m: Accept) -> None:
         proposals = self._proposed.setdefault(m.slot, {})

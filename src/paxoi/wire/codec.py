@@ -79,7 +79,8 @@ from .values import (
 #: Bumped on any incompatible change to a tag or layout (except the frozen handshake).
 #: 2: Heartbeat.stamp, LeaseGrant, Read, ReadReply.
 #: 3: Promise.compacted, SnapshotChunk, SnapshotRequest.
-PROTOCOL_VERSION: Final = 3
+#: 4: Decide.ballot; Decide.value may be left out (by reference).
+PROTOCOL_VERSION: Final = 4
 
 ClientMessage: TypeAlias = (
     Hello
@@ -238,12 +239,18 @@ def _dec_preempted(o: list[Any]) -> Preempted:
 
 
 def _enc_decide(m: Decide) -> list[Any]:
-    return [TAG_DECIDE, m.src, m.slot, batch_to_wire(m.value)]
+    value = None if m.value is None else batch_to_wire(m.value)
+    ballot = None if m.ballot is None else ballot_to_wire(m.ballot)
+    return [TAG_DECIDE, m.src, m.slot, value, ballot]
 
 
 def _dec_decide(o: list[Any]) -> Decide:
-    _arity(o, 4, "Decide")
-    return Decide(_nat(o[1], "src"), _nat(o[2], "slot"), batch_from_wire(o[3]))
+    _arity(o, 5, "Decide")
+    value = None if o[3] is None else batch_from_wire(o[3])
+    ballot = None if o[4] is None else ballot_from_wire(o[4])
+    if value is None and ballot is None:
+        raise DecodeError("Decide: neither a value nor the ballot that proposed it")
+    return Decide(_nat(o[1], "src"), _nat(o[2], "slot"), value, ballot)
 
 
 def _enc_heartbeat(m: Heartbeat) -> list[Any]:
