@@ -334,3 +334,35 @@ def test_one_fsync_per_command_at_low_load(cluster: LocalCluster) -> None:
     assert sum(map(len, load.results.values())) == n
     # 2n before decisions were lazy; a few spare for heartbeat-time lazy writes
     assert syncs() - before <= n + n // 4
+
+
+def test_subscriber_gets_the_backlog_then_each_entry_once_in_order(
+    cluster: LocalCluster,
+) -> None:
+    """A subscriber (what `paxoi chat` shows) gets what was committed before it came,
+    then every new entry as it commits: each once, in log order."""
+    before = [submit_one(cluster.config, f"before {i}") for i in range(5)]
+
+    async def scenario() -> list[tuple[int, str]]:
+        got: list[tuple[int, str]] = []
+        async with AsyncClient.from_config(cluster.config, name="watcher") as watcher:
+
+            async def watch() -> None:
+                async for slot, cmd, _ in watcher.subscribe(0):
+                    got.append((slot, cmd.payload.decode()))
+                    if len(got) == 15:
+                        return
+
+            task = asyncio.ensure_future(watch())
+            async with AsyncClient.from_config(cluster.config, name="writer") as writer:
+                for i in range(10):
+                    await writer.submit(f"after {i}")
+            await asyncio.wait_for(task, 20)
+        return got
+
+    got = asyncio.run(scenario())
+    texts = [t for _, t in got]
+    assert texts[:5] == [f"before {i}" for i in range(5)], got
+    assert texts[5:] == [f"after {i}" for i in range(10)], got
+    assert [s for s, _ in got] == sorted(s for s, _ in got)
+    assert int(before[0]) == got[0][0]

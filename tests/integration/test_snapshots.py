@@ -111,12 +111,12 @@ def test_restarted_server_catches_up_by_snapshot_transfer(tmp_path: Path) -> Non
         assert mine is not None and mine[0] == mine[1], (mine, bases)
         print(f"stopped at snapshot {left_at}, peers {bases}, restarted with {mine}")
 
+        # chat.log follows the chat, restored entries included: equal with no new command.
+        check_log(wait_logs_identical(c, timeout=30), load.acked, load.unknown)
+
         probe = submit_one(c.config, "after the restart")
         assert probe.slot is not None
         wait_converged(c, at_least=probe.slot + 1, timeout=60)
-        # The runtime writes chat.log when a Ready applies something: a server whose
-        # install covered the newest slot writes the restored entries with the next
-        # command (reported to the runtime's owner); the probe is that command.
         data = wait_logs_identical(c, timeout=30)
         check_log(data, [*load.acked, probe], load.unknown)
         for node in c.config.servers:

@@ -266,6 +266,7 @@ class Server:
         )
         if self.data_dir is not None and self.chat is not None:
             self._chat_file = open(self.data_dir / "chat.log", "w", encoding="utf-8")  # noqa: SIM115
+            self._sync_chat()  # what the snapshot and the replayed log already hold
         self._server = await asyncio.start_server(
             self._on_connection,
             self.me.bind_host,
@@ -394,6 +395,7 @@ class Server:
                 return
         if ready.applied:
             self._on_applied(ready.applied)
+        self._sync_chat()
         for reply in ready.replies:
             self._reply(reply)
         for answer in ready.read_replies:
@@ -461,15 +463,32 @@ class Server:
 
     def _on_applied(self, applied: list[Applied]) -> None:
         self.stats["applied"] += len(applied)
-        if self._chat_file is not None and self.chat is not None:
-            new = self.chat.since(self._written)
-            self._written += len(new)
-            self._chat_file.write("".join(canonical_line(e) for e in new))
-            self._chat_file.flush()
-        if self._subscribers:
+        if self._subscribers and self.chat is None:
             entries = tuple((a.slot, a.command, a.result) for a in applied)
             for session in list(self._subscribers):
                 session.send(LogEntries(entries))
+
+    def _sync_chat(self) -> None:
+        """Bring chat.log and the subscribers up to the chat's state.
+
+        Driven by the chat itself, not by applied commands: a snapshot installed from a
+        peer, or one a restart begins from, adds entries that were never "applied"
+        here, and the file and the subscribers must have them too."""
+        chat = self.chat
+        if chat is None or len(chat) == self._written:
+            return
+        new = chat.since(self._written)
+        self._written += len(new)
+        if self._chat_file is not None:
+            self._chat_file.write("".join(canonical_line(e) for e in new))
+            self._chat_file.flush()
+        if self._subscribers:
+            # The chat machine's result for an entry is its slot.
+            entries = tuple((e.slot, e.command(), str(e.slot).encode()) for e in new)
+            for i in range(0, len(entries), SUBSCRIBE_CHUNK):
+                chunk = LogEntries(entries[i : i + SUBSCRIBE_CHUNK])
+                for session in list(self._subscribers):
+                    session.send(chunk)
 
     def _reply(self, reply: ClientReply | ReadReply) -> None:
         session = self.sessions.get(reply.client)
@@ -698,7 +717,8 @@ class Server:
 
     def _subscribe(self, session: ClientSession, from_slot: int) -> None:
         if self.chat is not None:  # the backlog: the chat keeps its entries
-            backlog = [e for e in self.chat.since(0) if e.slot >= from_slot]
+            # Up to what _sync_chat has sent the subscribers: it sends the rest.
+            backlog = [e for e in self.chat.since(0)[: self._written] if e.slot >= from_slot]
             for i in range(0, len(backlog), SUBSCRIBE_CHUNK):
                 chunk = backlog[i : i + SUBSCRIBE_CHUNK]
                 # The chat machine's result for an entry is its slot.
