@@ -671,3 +671,14 @@ def test_decide_by_reference_uses_the_acceptors_value_or_catches_up(accepted, le
             node.tick()
         requests = [m for _, m in node.take_ready().send if isinstance(m, CatchupRequest)]
         assert requests and requests[0].from_slot == 0 and requests[0].to_slot >= 1
+
+
+def test_snapshot_after_snapshot_commands_even_within_snapshot_every_slots() -> None:
+    """Under load a slot holds a big batch: memory follows commands, and so do snapshots."""
+    c = Cluster(config(3, snapshot_every=1_000, snapshot_commands=10, log_keep=0))
+    c.elect()
+    for i in range(1, 4):
+        c.submit(c.leader(), *(cmd(f"c{j}", i) for j in range(5)), together=True)
+        c.run()
+    # 15 commands in 3 slots (+ a no-op or so): past 10 commands, far from 1,000 slots
+    assert all(c.nodes[n].replica.snapshot_slot > 0 for n in c.config.nodes)

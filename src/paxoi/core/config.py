@@ -99,6 +99,9 @@ class Limits:
     #: (and a co-located acceptor's accepted values) below the snapshot can be dropped;
     #: 0 turns snapshots and compaction off (the log then grows for ever).
     snapshot_every: int = 10_000
+    #: ... or every this many applied commands, whichever comes first: under load a slot
+    #: holds hundreds of commands, and memory grows with commands, not slots.
+    snapshot_commands: int = 100_000
     #: Decided slots kept below a snapshot, so that a peer lagging by fewer slots than this
     #: catches up from the log rather than by a snapshot transfer.
     log_keep: int = 1_000
@@ -119,7 +122,7 @@ class Limits:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"limits.{name}: must be at least 1")
-        for name in ("snapshot_every", "log_keep"):
+        for name in ("snapshot_every", "snapshot_commands", "log_keep"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"limits.{name}: must be at least 0")
         if self.max_snapshot < self.snapshot_chunk:

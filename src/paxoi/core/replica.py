@@ -127,6 +127,8 @@ class Replica:
         self._replaying = False
         #: The slot of the latest snapshot taken or installed here (0: none).
         self.snapshot_slot: Slot = 0
+        #: Commands (a no-op slot counts one) applied since the last snapshot.
+        self._since_snapshot = 0
         self._outgoing: _Outgoing | None = None
         self._incoming: _Incoming | None = None
 
@@ -147,6 +149,7 @@ class Replica:
                 ) from e
             self._restore_table(snapshot.clients)
             self.slot_out = self.snapshot_slot = snapshot.slot
+            self._since_snapshot = 0
         self._replaying = True
         try:
             self._apply_ready()
@@ -189,11 +192,15 @@ class Replica:
             assert value is not None
             for cmd in value:
                 self._apply_one(slot, cmd)
+            self._since_snapshot += len(value) or 1
             self.slot_out = slot + 1
         if self.slot_out != start:
             self._last_progress = self._now
-            every = self._cfg.limits.snapshot_every
-            if every and self.slot_out - self.snapshot_slot >= every:
+            limits = self._cfg.limits
+            if limits.snapshot_every and (
+                self.slot_out - self.snapshot_slot >= limits.snapshot_every
+                or self._since_snapshot >= limits.snapshot_commands
+            ):
                 self._take_snapshot()
 
     def _apply_one(self, slot: Slot, cmd: Command) -> None:
@@ -280,6 +287,7 @@ class Replica:
         snap = self._current()
         base = max(self.log.base, snap.slot - self._cfg.limits.log_keep)
         self.snapshot_slot = snap.slot
+        self._since_snapshot = 0
         # Durable before anything that reveals the compaction leaves (the node persists
         # it through Ready.persist, and promises and accepts are released after it).
         if self._snapshotted is not None:
@@ -296,6 +304,7 @@ class Replica:
             return  # a snapshot this machine cannot read: catch up another way
         self._restore_table(snap.clients)
         self.slot_out = self.snapshot_slot = snap.slot
+        self._since_snapshot = 0
         self.log.install(snap.slot)
         self._last_progress = self._now
         if self._snapshotted is not None:

@@ -22,8 +22,8 @@ class StateMachine(Protocol):
     def snapshot(self) -> bytes:
         """The whole state, serialized; restore(snapshot()) must give an equal machine.
 
-        Called every `Limits.snapshot_every` applied slots, and when a lagging peer needs
-        the state; it must not change the state."""
+        Called every `Limits.snapshot_every` applied slots (or `snapshot_commands`
+        commands), and when a lagging peer needs the state; it must not change it."""
         ...
 
     def restore(self, data: bytes) -> None:

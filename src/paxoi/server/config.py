@@ -87,6 +87,9 @@ class LimitsEntry(_Strict):
     #: Applied slots between snapshots; the log is compacted below each (0: never, and
     #: the log and the data directory then grow with every command).
     snapshot_every: Annotated[int, Field(ge=0)] = Limits.snapshot_every
+    #: ... or applied commands between snapshots, whichever comes first (a slot holds a
+    #: batch: hundreds of commands under load).
+    snapshot_commands: Annotated[int, Field(ge=1)] = Limits.snapshot_commands
     #: Decided slots kept below a snapshot, so a peer that lags by less catches up from
     #: the log instead of by a snapshot transfer.
     log_keep: Annotated[int, Field(ge=0)] = Limits.log_keep
