@@ -56,6 +56,8 @@ class BenchParams:
     keep: bool = False
     #: The servers' application: "chat", or "kv" (bounded state, for memory runs).
     app: str = "chat"
+    #: The servers' log level (their logs are in the work directory; see --keep).
+    log_level: str = "WARNING"
 
     def validate(self) -> None:
         if self.servers not in (1, 3, 5, 7, 9):
@@ -322,7 +324,11 @@ def run_bench(
         "runs": [],
     }
     with BenchCluster(
-        params.servers, fsync=params.fsync, keep=params.keep, app=params.app
+        params.servers,
+        fsync=params.fsync,
+        keep=params.keep,
+        app=params.app,
+        log_level=params.log_level,
     ) as cluster:
         doc["machine"]["fsync_probe_ms"] = measure_fsync(cluster.workdir)
         idle = cluster.sample()

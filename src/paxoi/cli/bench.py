@@ -30,6 +30,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--size", type=int, default=16, metavar="BYTES", help="command size (16)")
     parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="the servers' log level (WARNING); with --keep, read logs/node-N.log",
+    )
+    parser.add_argument(
         "--app",
         choices=("chat", "kv"),
         default="chat",
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             keep=args.keep,
             app=args.app,
+            log_level=args.log_level,
         )
         params.validate()
     except ValueError as e:

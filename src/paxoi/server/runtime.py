@@ -170,6 +170,8 @@ class Server:
         #: an fsync of its own while commands keep coming.
         self._lazy: list[Record] = []
         self._lazy_waited = 0
+        #: (phase, ballot) of our proposer when last logged (see _log_role).
+        self._role: tuple[object, object] = (None, None)
         self.links: dict[NodeId, PeerLink] = {}
         #: Fixed for this process's life; peers remake their links when it changes.
         self.incarnation = int.from_bytes(os.urandom(7), "big") | 1
@@ -401,7 +403,29 @@ class Server:
         for answer in ready.read_replies:
             self._reply(answer)
         self._flush_sessions()
+        self._log_role()
         self._check_faults()
+
+    def _log_role(self) -> None:
+        """Say when this node starts or stops leading, or campaigns: the first thing an
+        operator asks about a cluster that slowed down."""
+        p = self.node.proposer
+        if p is None:
+            return
+        role = (p.phase, p.ballot)
+        if role == self._role:
+            return
+        self._role = role
+        seen = p.election.max_seen
+        if p.phase.value == "leader":
+            log.info("node %d leads in ballot %s", self.id, p.ballot)
+        elif p.phase.value == "candidate":
+            log.info(
+                "node %d campaigns in ballot %s (highest seen %s, leader was %s)",
+                self.id, p.ballot, seen, self.node.leader,
+            )  # fmt: skip
+        else:
+            log.info("node %d follows (highest ballot seen %s)", self.id, seen)
 
     def _commit(self, records: list[Record], done: Callable[[], None]) -> bool:
         assert self.committer is not None
