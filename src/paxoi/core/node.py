@@ -185,11 +185,11 @@ class Node:
     def tick(self, catching_up: bool = False) -> None:
         """One unit of time passed.
 
-        `catching_up`: a tick the shell makes up after this node stalled (a long
-        event-loop iteration, SIGSTOP), with its input unread meanwhile. The clocks
-        behind leases advance, since the time did pass; failure detection and timers
-        that only send do not: silence heard through our own stall says nothing about
-        the leader, whose heartbeats or accepts may be waiting in our socket buffer."""
+        `catching_up`: a tick the shell makes up after this node stalled, with its
+        input unread meanwhile. The tick counts behind leases advance, since the time
+        did pass; failure detection and timers that only send do not: silence heard
+        through our own stall says nothing about the leader, whose heartbeats or
+        accepts may be waiting, unread, among our inputs."""
         if self.acceptor is not None:
             self.acceptor.tick()
         if self.proposer is not None:

@@ -195,7 +195,7 @@ class Proposer:
     def tick(self, catching_up: bool = False) -> None:
         self._now += 1
         if catching_up:
-            return  # see Node.tick: only the lease clock moves
+            return  # see Node.tick: only the lease tick count moves
         if self.phase is Phase.LEADER:
             if self._now - self._last_heartbeat >= self._cfg.timing.heartbeat:
                 self._heartbeat()
