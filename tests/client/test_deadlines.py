@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from paxoi.client import AsyncClient, SubmitTimeout
+from paxoi.client import AsyncClient, ClientError, SubmitTimeout
 
 
 def _unused_port() -> int:
@@ -56,3 +56,20 @@ def test_unreachable_cluster_times_out_near_the_limit() -> None:
 
     elapsed = asyncio.run(scenario())
     assert 0.4 <= elapsed < 1.5
+
+
+def test_a_failed_connection_task_ends_waiting_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deadlines live in the connection task's retry loop: if that task dies of an
+    unexpected error, the requests waiting on it are answered at once, not left hanging."""
+
+    async def broken(self: AsyncClient, node: int) -> None:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(AsyncClient, "_open", broken)
+
+    async def scenario() -> None:
+        async with AsyncClient({0: ("127.0.0.1", _unused_port())}) as client:
+            with pytest.raises(ClientError, match="outcomes of pending requests unknown"):
+                await asyncio.wait_for(client.submit("hello", timeout=30), 5)
+
+    asyncio.run(scenario())

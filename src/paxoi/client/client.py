@@ -224,16 +224,21 @@ class AsyncClient:
         entry.deadline = time.monotonic() + entry.timeout
         self._earliest_due = min(self._earliest_due, entry.deadline)
 
-    async def close(self) -> None:
-        self._closed = True
+    def _fail_all(self, error: ClientError) -> None:
+        """End every request still waiting with `error`."""
         futures = [e.future for e in self._outstanding.values()]
         futures += [r.future for r in self._reads.values()]
         for future in futures:
             if not future.done():
-                future.set_exception(ClientClosed("the client was closed"))
+                future.set_exception(error)
+
+    async def close(self) -> None:
+        self._closed = True
+        self._fail_all(ClientClosed("the client was closed"))
         if self._runner is not None:
             self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A runner that died of an error has logged it and failed its requests.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._runner
         if self._writer is not None:
             await close_quietly(self._writer)
@@ -448,6 +453,14 @@ class AsyncClient:
                     await asyncio.sleep(min(1.0, 0.05 * churn) * (0.5 + random.random()))
                 else:
                     churn = 0
+        except Exception as e:
+            # The retry loop, which enforces every request's deadline, stops with us:
+            # answer the waiting requests now rather than leave them waiting for ever.
+            log.exception("client %s: the connection task failed", self.id)
+            self._fail_all(
+                ClientError(f"the client failed ({e!r}); outcomes of pending requests unknown")
+            )
+            raise
         finally:
             retry.cancel()
 
@@ -512,10 +525,7 @@ class AsyncClient:
                 # again after a backoff. Commands sent earlier may still be applied, so
                 # they stay outstanding and are resent (exactly-once makes that safe).
                 return
-            error = ServerRefused(f"node {src}: {msg.code}: {msg.message}")
-            for entry in self._outstanding.values():
-                if not entry.future.done():
-                    entry.future.set_exception(error)
+            self._fail_all(ServerRefused(f"node {src}: {msg.code}: {msg.message}"))
 
     async def _retry_loop(self) -> None:
         """Every NO_LEADER_PAUSE: fail what is past its deadline, resend what is due,

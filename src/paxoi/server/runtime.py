@@ -16,12 +16,12 @@ import logging
 import os
 import random
 import signal
-from collections.abc import Callable, Coroutine, Iterable, Sized
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sized
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from ..apps.chat import ChatLog, canonical_line
+from ..apps.chat import ChatEntry, ChatLog, canonical_line
 from ..apps.kv import KVStore
 from ..core.bugs import Bug, parse_bugs
 from ..core.messages import (
@@ -35,6 +35,7 @@ from ..core.messages import (
     is_peer_message,
 )
 from ..core.node import Node
+from ..core.proposer import Phase
 from ..core.records import Record
 from ..core.statemachine import StateMachine
 from ..core.types import ClientId, NodeId
@@ -417,9 +418,9 @@ class Server:
             return
         self._role = role
         seen = p.election.max_seen
-        if p.phase.value == "leader":
+        if p.phase is Phase.LEADER:
             log.info("node %d leads in ballot %s", self.id, p.ballot)
-        elif p.phase.value == "candidate":
+        elif p.phase is Phase.CANDIDATE:
             log.info(
                 "node %d campaigns in ballot %s (highest seen %s, leader was %s)",
                 self.id, p.ballot, seen, self.node.leader,
@@ -507,10 +508,7 @@ class Server:
             self._chat_file.write("".join(canonical_line(e) for e in new))
             self._chat_file.flush()
         if self._subscribers:
-            # The chat machine's result for an entry is its slot.
-            entries = tuple((e.slot, e.command(), str(e.slot).encode()) for e in new)
-            for i in range(0, len(entries), SUBSCRIBE_CHUNK):
-                chunk = LogEntries(entries[i : i + SUBSCRIBE_CHUNK])
+            for chunk in _log_entries(new):
                 for session in list(self._subscribers):
                     session.send(chunk)
 
@@ -743,12 +741,8 @@ class Server:
         if self.chat is not None:  # the backlog: the chat keeps its entries
             # Up to what _sync_chat has sent the subscribers: it sends the rest.
             backlog = [e for e in self.chat.since(0)[: self._written] if e.slot >= from_slot]
-            for i in range(0, len(backlog), SUBSCRIBE_CHUNK):
-                chunk = backlog[i : i + SUBSCRIBE_CHUNK]
-                # The chat machine's result for an entry is its slot.
-                session.send(
-                    LogEntries(tuple((e.slot, e.command(), str(e.slot).encode()) for e in chunk))
-                )
+            for chunk in _log_entries(backlog):
+                session.send(chunk)
         self._subscribers.add(session)
 
     def status(self) -> StatusReply:
@@ -774,6 +768,14 @@ class Server:
 
 def _nothing() -> None:
     pass
+
+
+def _log_entries(entries: list[ChatEntry]) -> Iterator[LogEntries]:
+    """Chat entries as subscribers get them, SUBSCRIBE_CHUNK per message. The chat
+    machine's result for an entry is its slot."""
+    for i in range(0, len(entries), SUBSCRIBE_CHUNK):
+        chunk = entries[i : i + SUBSCRIBE_CHUNK]
+        yield LogEntries(tuple((e.slot, e.command(), str(e.slot).encode()) for e in chunk))
 
 
 def _call_in(
