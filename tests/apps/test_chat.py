@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 
 import pytest
 
+from paxoi.apps import chat
 from paxoi.apps.chat import ChatEntry, ChatLog, escape
 from paxoi.core.statemachine import StateMachine
 from paxoi.core.types import Command
@@ -172,6 +174,32 @@ def test_incremental_snapshot_equals_the_whole_encoding() -> None:
     copy.apply(500, Command("z", 1, b"after"))
     assert copy.snapshot() == _full_snapshot(copy)
     assert copy.entries[:-1] == log.entries
+
+
+def test_snapshot_encoded_as_applied_equals_the_whole_encoding(monkeypatch) -> None:
+    """Entries are encoded in segments as they are applied (so no snapshot encodes a
+    hundred thousand at once); segments merge; the bytes stay those of one encoding."""
+    monkeypatch.setattr(chat, "_SEGMENT_ENTRIES", 7)
+    monkeypatch.setattr(chat, "_MAX_SEGMENTS", 3)
+    log = ChatLog()
+    for i in range(100):
+        log.apply(i, Command("c", i + 1, f"m{i}".encode()))
+        if i % 23 == 0:
+            assert log.snapshot() == _full_snapshot(log)
+    assert log.snapshot() == _full_snapshot(log)
+
+
+def test_a_long_chat_gives_the_garbage_collector_nothing_to_walk() -> None:
+    """A full collection walks every tracked object; the chat's entries must not be
+    among them, or a long chat stalls the server's event loop on every one."""
+    log = ChatLog()
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(20_000):
+        log.apply(i, Command(f"c{i % 8}", i + 1, b"sixteen bytes!!!"))
+    gc.collect()
+    assert len(gc.get_objects()) - before < 100
+    assert len(log) == 20_000
 
 
 @pytest.mark.parametrize(

@@ -433,6 +433,17 @@ def test_snapshot_every_n_applied_slots_then_compact(every, keep, decided, taken
         assert node.replica.snapshot_slot == last.slot
 
 
+def test_kept_log_is_bounded_by_commands_as_well_as_slots() -> None:
+    # Slots of 3 commands each; log_keep would keep 10 slots, log_keep_commands 7
+    # commands: the two slots below the snapshot (6 commands) and no more.
+    node, _ = learner(snapshot_every=4, log_keep=10, log_keep_commands=7)
+    for s in range(4):
+        decide(node, s, *(cmd(c, s + 1) for c in "abc"))
+    [record] = snapshots(node.take_ready())
+    assert (record.snapshot.slot, record.base) == (4, 2)
+    assert node.log.base == 2 and node.log.get(1) is None and node.log.get(2) is not None
+
+
 def test_snapshot_holds_the_machine_and_client_table_at_its_slot() -> None:
     node, machine = learner(snapshot_every=2, log_keep=0)
     decide(node, 0, cmd("a", 1), cmd("b", 1))

@@ -9,6 +9,7 @@ from typing import Any
 
 from paxoi.cli.common import add_config_arg, config_from, fail, setup_logging
 from paxoi.core.errors import PaxoiError
+from paxoi.server.heap import HeapKeeper
 
 
 def register(subparsers: Any) -> None:
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from paxoi.server.runtime import Server
 
     try:
-        server = Server(config, args.id)
+        server = Server(config, args.id, heap=HeapKeeper())
     except (PaxoiError, ValueError) as e:
         fail("server", str(e))
 

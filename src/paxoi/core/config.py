@@ -105,6 +105,9 @@ class Limits:
     #: Decided slots kept below a snapshot, so that a peer lagging by fewer slots than this
     #: catches up from the log rather than by a snapshot transfer.
     log_keep: int = 1_000
+    #: ... but no more slots than hold this many commands: under load a slot holds
+    #: hundreds, and every kept command is memory and work for the garbage collector.
+    log_keep_commands: int = 20_000
     #: Bytes of a snapshot in one transfer message (`SnapshotChunk`); must fit in a frame.
     snapshot_chunk: int = 1024 * 1024
     #: The largest snapshot a replica accepts from a peer (its reassembly buffer's bound).
@@ -122,7 +125,7 @@ class Limits:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"limits.{name}: must be at least 1")
-        for name in ("snapshot_every", "snapshot_commands", "log_keep"):
+        for name in ("snapshot_every", "snapshot_commands", "log_keep", "log_keep_commands"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"limits.{name}: must be at least 0")
         if self.max_snapshot < self.snapshot_chunk:

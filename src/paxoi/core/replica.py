@@ -285,7 +285,7 @@ class Replica:
 
     def _take_snapshot(self) -> None:
         snap = self._current()
-        base = max(self.log.base, snap.slot - self._cfg.limits.log_keep)
+        base = max(self.log.base, self._keep_from(snap.slot))
         self.snapshot_slot = snap.slot
         self._since_snapshot = 0
         # Durable before anything that reveals the compaction leaves (the node persists
@@ -293,6 +293,21 @@ class Replica:
         if self._snapshotted is not None:
             self._snapshotted(SnapshotRecord(snap, base))
         self.log.compact(base)
+
+    def _keep_from(self, top: Slot) -> Slot:
+        """The lowest slot kept below a snapshot at `top`: at most `log_keep` slots,
+        holding at most `log_keep_commands` commands (a no-op counts one)."""
+        limits = self._cfg.limits
+        lowest = max(self.log.base, top - limits.log_keep)
+        budget = limits.log_keep_commands
+        slot = top
+        while slot > lowest:
+            value = self.log.get(slot - 1)
+            budget -= max(1, len(value)) if value is not None else 1
+            if budget < 0:
+                break
+            slot -= 1
+        return slot
 
     def _install(self, snap: Snapshot) -> None:
         """A peer's snapshot: jump to it, as if every slot below it were applied here."""

@@ -73,8 +73,11 @@ def encode_snapshot(snap: Snapshot) -> bytes:
         for seq, result in results:
             parts.append(_RESULT.pack(seq, len(result)))
             parts.append(result)
-    body = b"".join(parts)
-    return body + _CRC.pack(zlib.crc32(body))
+    crc = 0
+    for part in parts:  # one copy of the state, not two: it may be the whole chat
+        crc = zlib.crc32(part, crc)
+    parts.append(_CRC.pack(crc))
+    return b"".join(parts)
 
 
 def decode_snapshot(data: bytes) -> Snapshot:

@@ -93,6 +93,8 @@ class LimitsEntry(_Strict):
     #: Decided slots kept below a snapshot, so a peer that lags by less catches up from
     #: the log instead of by a snapshot transfer.
     log_keep: Annotated[int, Field(ge=0)] = Limits.log_keep
+    #: ... but no more of them than hold this many commands (a slot holds a batch).
+    log_keep_commands: Annotated[int, Field(ge=0)] = Limits.log_keep_commands
     #: Bytes of snapshot per transfer message (must fit in max_frame; if not given, the
     #: default or what fits in max_frame, whichever is less).
     snapshot_chunk: Annotated[int, Field(ge=64, le=MAX_SNAPSHOT_CHUNK)] = Limits.snapshot_chunk

@@ -75,6 +75,7 @@ from ..wire.messages import (
 )
 from ..wire.values import DecodeError
 from .config import PaxoiConfig
+from .heap import HeapKeeper
 
 log = logging.getLogger("paxoi.server")
 
@@ -125,8 +126,15 @@ class ClientSession:
 
 class Server:
     def __init__(
-        self, config: PaxoiConfig, node_id: NodeId, *, storage: Storage | None = None
+        self,
+        config: PaxoiConfig,
+        node_id: NodeId,
+        *,
+        storage: Storage | None = None,
+        heap: HeapKeeper | None = None,
     ) -> None:
+        """`heap`: freeze the garbage collector's view of the heap as it grows (see
+        server/heap.py). The process's, so only for a process that is this server."""
         if node_id not in config.servers:
             known = ", ".join(str(n) for n in sorted(config.servers))
             raise ValueError(
@@ -134,6 +142,7 @@ class Server:
             )
         self.config = config
         self.id = node_id
+        self.heap = heap
         self.me = config.servers[node_id]
         self.identity = NodeIdentity(config.cluster, node_id, config.fingerprint())
         self.data_dir: Path | None = None if config.storage.memory else config.data_dir(node_id)
@@ -297,6 +306,8 @@ class Server:
         if self.config.faults.lifetime is not None:
             loop.call_later(self.config.faults.lifetime, self.crash, "its lifetime is over")
         self._flush()  # the replay of the durable log, if any
+        if self.heap is not None:
+            self.heap.started()
         log.info(
             "node %d serving on %s:%d (roles %s, data %s)",
             self.id,
@@ -334,6 +345,8 @@ class Server:
         self.storage.close()
         if self._chat_file is not None:
             self._chat_file.close()
+        if self.heap is not None:
+            self.heap.stop()
         log.info("node %d stopped", self.id)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -362,6 +375,10 @@ class Server:
         interval = self.config.tick_ms / 1000.0 * 100 / self.clock_rate
         timing = self.config.timing
         burst = timing.election + timing.lease + 2
+        late = now - self._next_tick
+        if late > timing.election * interval / 3:
+            # Long enough to cost a follower's patience: say so, it explains elections.
+            log.warning("node %d: event loop stalled %.0f ms", self.id, late * 1000)
         ticks = 0
         while self._next_tick + ticks * interval <= now and ticks < burst:
             ticks += 1
@@ -488,6 +505,8 @@ class Server:
 
     def _on_applied(self, applied: list[Applied]) -> None:
         self.stats["applied"] += len(applied)
+        if self.heap is not None:
+            self.heap.applied(len(applied))
         if self._subscribers and self.chat is None:
             entries = tuple((a.slot, a.command, a.result) for a in applied)
             for session in list(self._subscribers):
@@ -740,7 +759,7 @@ class Server:
     def _subscribe(self, session: ClientSession, from_slot: int) -> None:
         if self.chat is not None:  # the backlog: the chat keeps its entries
             # Up to what _sync_chat has sent the subscribers: it sends the rest.
-            backlog = [e for e in self.chat.since(0)[: self._written] if e.slot >= from_slot]
+            backlog = [e for e in self.chat.since(0, self._written) if e.slot >= from_slot]
             for chunk in _log_entries(backlog):
                 session.send(chunk)
         self._subscribers.add(session)

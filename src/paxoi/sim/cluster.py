@@ -136,6 +136,7 @@ def snapshot_limits(seed: int) -> Limits:
     return Limits(
         snapshot_every=rng.choice([1, 2, 3, 5, 8, 13]),
         log_keep=rng.choice([0, 0, 1, 2, 4, 10]),
+        log_keep_commands=rng.choice([0, 3, 20_000]),
         snapshot_chunk=rng.choice([16, 64, 256, 4096]),
         # some runs snapshot on commands before slots (big batches under load)
         snapshot_commands=rng.choice([4, 16, 100_000]),
