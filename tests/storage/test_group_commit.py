@@ -246,3 +246,43 @@ def test_ballot_record_round_trip_through_committer(identity: NodeIdentity, loop
     gc.close(DEADLINE)
     assert loop.run(1) == ["b"]
     assert storage.load().round_used == 4
+
+
+def test_an_idle_committer_writes_small_records_inline(gated: GatedStorage, loop: Loop) -> None:
+    """Idle and small: written on the caller's thread, done handed to `inline`; while
+    that thread's write is in flight, the next submission queues for the thread."""
+    inline = Loop()
+    gc = GroupCommitter(gated, loop.notify, inline=inline.notify, inline_bytes=4)
+    try:
+        gated.gate.release()  # the inline write may complete
+        gc.submit([rec(0)], inline.marker("inline"))  # returns once durable
+        assert gated.load().decided.keys() == {0}
+        assert inline.run(1) == ["inline"] and loop.idle()
+
+        big = DecidedRecord(1, (Command("c", 1, b"12345"),))  # over inline_bytes
+        gc.submit([big], loop.marker("thread"))
+        gated.wait_started()  # the inline write's start
+        gated.wait_started()  # and the thread's: it holds `big` at the gate
+        gc.submit([rec(2)], loop.marker("queued"))  # not idle: queued behind it
+        assert gated.load().decided.keys() == {0}
+        gated.gate.release(2)
+        assert loop.run(2) == ["thread", "queued"] and inline.idle()
+        assert gc.stats.syncs == 3 and gc.stats.batches == 3
+    finally:
+        gated.gate.release(100)
+        gc.close(DEADLINE)
+
+
+def test_a_failed_inline_write_fails_the_committer(identity: NodeIdentity, loop: Loop) -> None:
+    storage = GatedStorage(identity, fail_on=1)
+    storage.gate.release()
+    errors: list[BaseException] = []
+    gc = GroupCommitter(storage, loop.notify, on_error=errors.append, inline=loop.notify)
+    with pytest.raises(StorageError, match="I/O error"):
+        gc.submit([rec(0)], loop.marker("never"))
+    loop.run(1)  # the on_error report
+    assert gc.failed and len(errors) == 1 and loop.done == []
+    with pytest.raises(StorageError):
+        gc.submit([rec(1)], loop.marker("late"))
+    with pytest.raises(StorageError):
+        gc.close(DEADLINE)

@@ -275,6 +275,7 @@ class Server:
             self.storage,
             loop.call_soon_threadsafe,
             on_error=partial(_call_in, loop, self._fatal),
+            inline=loop.call_soon,
         )
         if self.data_dir is not None and self.chat is not None:
             self._chat_file = open(self.data_dir / "chat.log", "w", encoding="utf-8")  # noqa: SIM115

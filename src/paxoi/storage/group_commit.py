@@ -12,6 +12,11 @@ of every earlier submission* are durable, and callbacks run in submission order.
 submission without records still waits for all earlier ones, because its messages may
 reveal state that an earlier Ready persisted.
 
+An idle committer with a small write to do may do it on the caller's thread instead
+(`inline`): at low load the hand-off to the writer thread and back (two thread wake-ups,
+and the event loop's self-pipe) costs as much as the fsync itself, and nothing else is
+waiting for the loop. Under load the thread is busy, so writes queue for it as before.
+
 If a write fails the committer stops for good: what is on disk is then unknown (after a
 failed fsync the kernel may have dropped the dirty pages), so the only safe move is to
 stop the node. The error is kept in `error`, logged, passed to `on_error`, and raised by
@@ -26,7 +31,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..core.records import Record
+from ..core.records import AcceptedRecord, DecidedRecord, Record, SnapshotRecord
 from .base import Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -64,12 +69,19 @@ class GroupCommitter:
         *,
         on_error: Callable[[BaseException], None] | None = None,
         name: str = "paxoi-group-commit",
+        inline: Notify | None = None,
+        inline_bytes: int = 16 * 1024,
     ) -> None:
+        """`inline`: write on the caller's thread when the committer is idle and the
+        records' payloads are at most `inline_bytes` long, then hand `done` to this
+        (the loop's `call_soon`) instead of `notify`. None: always on the thread."""
         self.storage = storage
         self.stats = CommitStats()
         #: The exception that stopped the committer, if one did.
         self.error: BaseException | None = None
         self._notify = notify
+        self._inline = inline
+        self._inline_bytes = inline_bytes
         self._on_error = on_error
         # Reentrant, so a notify that runs callbacks synchronously may submit again.
         self._cond = threading.Condition(threading.RLock())
@@ -103,8 +115,28 @@ class GroupCommitter:
                 self.stats.batches += 1
                 self._notify(done)
                 return
+            if (
+                self._inline is not None
+                and not self._queue
+                and not self._in_flight
+                and _payload_at_most(records, self._inline_bytes)
+            ):
+                self._write(records)  # raises StorageError, after failing the committer
+                self.stats.batches += 1
+                self._inline(done)
+                return
             self._queue.append((tuple(records), done))
             self._cond.notify()
+
+    def _write(self, records: Sequence[Record]) -> None:
+        """Write on the caller's thread, under the lock (the writer thread is idle)."""
+        try:
+            self.storage.write(records)
+        except BaseException as e:
+            self._fail(e)
+            raise self._error_to_raise() from None
+        self.stats.syncs += 1
+        self.stats.records += len(records)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is durable and notified (or failed).
@@ -199,3 +231,21 @@ class GroupCommitter:
     def __repr__(self) -> str:
         state = "failed" if self.failed else "closing" if self._closing else "running"
         return f"GroupCommitter({self.storage!r}, {state}, {self.stats})"
+
+
+def _payload_at_most(records: Sequence[Record], limit: int) -> bool:
+    """Whether the commands' payloads in `records` add up to at most `limit` bytes (a
+    snapshot never does: it is the whole state)."""
+    total = 0
+    for r in records:
+        if isinstance(r, SnapshotRecord):
+            return False
+        value = (
+            r.pvalue.value if isinstance(r, AcceptedRecord)
+            else r.value if isinstance(r, DecidedRecord)
+            else ()
+        )  # fmt: skip
+        total += sum(len(c.payload) for c in value)
+        if total > limit:
+            return False
+    return True
