@@ -33,6 +33,7 @@ from paxoi.core.types import BOTTOM, Ballot, Command, PValue
 from paxoi.storage import (
     DB_FILE,
     LOCK_FILE,
+    SCHEMA_VERSION,
     CorruptData,
     DataDirLocked,
     DataDirUnusable,
@@ -573,12 +574,20 @@ def test_the_database_stops_growing_with_snapshots(
 @pytest.mark.parametrize(
     "sql,detail",
     [
-        ("UPDATE snapshot SET image = x'00'", "table snapshot, slot 8"),
-        ("UPDATE snapshot SET image = substr(image, 1, length(image) - 1)", "checksum"),
-        ("UPDATE snapshot SET image = 'text'", "not a blob"),
+        ("UPDATE snapshot_chunk SET data = zeroblob(length(data))", "table snapshot, slot 8"),
+        (
+            "UPDATE snapshot_chunk SET data = substr(data, 1, length(data) - 1)",
+            "chunk 0 is 47 bytes long, not 48",
+        ),
+        ("UPDATE snapshot SET size = size - 1", "chunk 0 is 48 bytes long, not 47"),
+        ("UPDATE snapshot_chunk SET data = 'text'", "chunk 0 is not a blob"),
+        ("DELETE FROM snapshot_chunk", "chunk 0 of 1 is missing"),
+        ("INSERT INTO snapshot_chunk VALUES (1, x'00')", "chunks beyond the image's 1"),
+        ("DELETE FROM snapshot", "chunks of no snapshot"),
         ("UPDATE snapshot SET slot = 9", "image is of slot 8, not 9"),
         ("UPDATE snapshot SET base = 9", "do not fit"),
         ("UPDATE snapshot SET base = -1", "do not fit"),
+        ("UPDATE snapshot SET chunk_size = 0", "do not fit"),
     ],
 )
 def test_damaged_snapshot_is_a_clear_error(
@@ -607,7 +616,7 @@ def test_version_1_database_is_upgraded_in_place(tmp_path: Path, identity: NodeI
         assert sorted(s.load().decided) == [0, 1, 2]
         s.write([snap(2, 1)])
     conn = sqlite3.connect(tmp_path / DB_FILE)
-    assert conn.execute("SELECT schema_version FROM meta").fetchone()[0] == 2
+    assert conn.execute("SELECT schema_version FROM meta").fetchone()[0] == SCHEMA_VERSION
     conn.close()
     with SqliteStorage.open(tmp_path, identity) as s:
         assert s.load().base == 1
