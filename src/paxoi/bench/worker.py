@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from paxoi.apps import kv
 from paxoi.bench.stats import LatencyHistogram
+from paxoi.transport import runloop
 
 #: A command still unanswered this long after the window closed is abandoned.
 DRAIN_SECONDS = 5.0
@@ -296,13 +297,7 @@ def main() -> int:
         return 2
     spec = WorkerSpec.from_json(json.loads(line)["spec"])
     try:
-        import uvloop  # optional, as for the server: `pip install paxoi[fast]`
-    except ImportError:
-        uvloop = None
-    try:
-        if uvloop is not None:
-            return int(uvloop.run(_main(spec)))
-        return asyncio.run(_main(spec))
+        return runloop.run(_main(spec))
     except Exception as e:  # reported to the driver, which prints it
         _emit({"type": "error", "message": f"{type(e).__name__}: {e}"})
         return 1

@@ -10,6 +10,7 @@ from typing import Any
 from paxoi.cli.common import add_config_arg, config_from, fail, setup_logging
 from paxoi.core.errors import PaxoiError
 from paxoi.server.heap import HeapKeeper
+from paxoi.transport import runloop
 
 
 def register(subparsers: Any) -> None:
@@ -120,19 +121,7 @@ def run(args: argparse.Namespace) -> int:
             if args.exit_with_parent:
                 watcher.cancel()
 
-    _run_loop(main())
+    runloop.run(main())
     if server.failed is not None:
         fail("server", f"stopped: storage failed: {server.failed}")
     return 0
-
-
-def _run_loop(coro: Any) -> None:
-    try:
-        import uvloop  # optional: `pip install paxoi[fast]`
-    except ImportError:
-        uvloop = None
-    # Outside the except block: a server error must not read as "No module named uvloop".
-    if uvloop is None:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
