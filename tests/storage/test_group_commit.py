@@ -248,18 +248,26 @@ def test_ballot_record_round_trip_through_committer(identity: NodeIdentity, loop
     assert storage.load().round_used == 4
 
 
-def test_an_idle_committer_writes_small_records_inline(gated: GatedStorage, loop: Loop) -> None:
-    """Idle and small: written on the caller's thread, done handed to `inline`; while
-    that thread's write is in flight, the next submission queues for the thread."""
+@pytest.mark.parametrize(
+    "big",
+    [
+        DecidedRecord(1, (Command("c", 1, b"12345"),)),  # over inline_bytes
+        DecidedRecord(1, tuple(Command("c", i, b"") for i in range(3))),  # inline_commands
+    ],
+)
+def test_an_idle_committer_writes_small_records_inline(
+    gated: GatedStorage, loop: Loop, big: DecidedRecord
+) -> None:
+    """Idle and small: written on the caller's thread, done handed to `inline`; a big
+    one goes to the thread, and while it is in flight the next submission queues."""
     inline = Loop()
-    gc = GroupCommitter(gated, loop.notify, inline=inline.notify, inline_bytes=4)
+    gc = GroupCommitter(gated, loop.notify, inline=inline.notify, inline_commands=2, inline_bytes=4)
     try:
         gated.gate.release()  # the inline write may complete
         gc.submit([rec(0)], inline.marker("inline"))  # returns once durable
         assert gated.load().decided.keys() == {0}
         assert inline.run(1) == ["inline"] and loop.idle()
 
-        big = DecidedRecord(1, (Command("c", 1, b"12345"),))  # over inline_bytes
         gc.submit([big], loop.marker("thread"))
         gated.wait_started()  # the inline write's start
         gated.wait_started()  # and the thread's: it holds `big` at the gate

@@ -15,7 +15,8 @@ reveal state that an earlier Ready persisted.
 An idle committer with a small write to do may do it on the caller's thread instead
 (`inline`): at low load the hand-off to the writer thread and back (two thread wake-ups,
 and the event loop's self-pipe) costs as much as the fsync itself, and nothing else is
-waiting for the loop. Under load the thread is busy, so writes queue for it as before.
+waiting for the loop. Under load a Ready carries a batch of many commands, and those go
+to the thread even when it is idle: the loop has other work to do meanwhile.
 
 If a write fails the committer stops for good: what is on disk is then unknown (after a
 failed fsync the kernel may have dropped the dirty pages), so the only safe move is to
@@ -70,10 +71,12 @@ class GroupCommitter:
         on_error: Callable[[BaseException], None] | None = None,
         name: str = "paxoi-group-commit",
         inline: Notify | None = None,
+        inline_commands: int = 4,
         inline_bytes: int = 16 * 1024,
     ) -> None:
         """`inline`: write on the caller's thread when the committer is idle and the
-        records' payloads are at most `inline_bytes` long, then hand `done` to this
+        records hold at most `inline_commands` commands of at most `inline_bytes` in
+        all (a snapshot never: it is the whole state), then hand `done` to this
         (the loop's `call_soon`) instead of `notify`. None: always on the thread."""
         self.storage = storage
         self.stats = CommitStats()
@@ -81,6 +84,7 @@ class GroupCommitter:
         self.error: BaseException | None = None
         self._notify = notify
         self._inline = inline
+        self._inline_commands = inline_commands
         self._inline_bytes = inline_bytes
         self._on_error = on_error
         # Reentrant, so a notify that runs callbacks synchronously may submit again.
@@ -119,7 +123,7 @@ class GroupCommitter:
                 self._inline is not None
                 and not self._queue
                 and not self._in_flight
-                and _payload_at_most(records, self._inline_bytes)
+                and _small(records, self._inline_commands, self._inline_bytes)
             ):
                 self._write(records)  # raises StorageError, after failing the committer
                 self.stats.batches += 1
@@ -233,10 +237,9 @@ class GroupCommitter:
         return f"GroupCommitter({self.storage!r}, {state}, {self.stats})"
 
 
-def _payload_at_most(records: Sequence[Record], limit: int) -> bool:
-    """Whether the commands' payloads in `records` add up to at most `limit` bytes (a
-    snapshot never does: it is the whole state)."""
-    total = 0
+def _small(records: Sequence[Record], commands: int, size: int) -> bool:
+    """Whether `records` hold at most `commands` commands of at most `size` bytes of
+    payload in all, and no snapshot."""
     for r in records:
         if isinstance(r, SnapshotRecord):
             return False
@@ -245,7 +248,8 @@ def _payload_at_most(records: Sequence[Record], limit: int) -> bool:
             else r.value if isinstance(r, DecidedRecord)
             else ()
         )  # fmt: skip
-        total += sum(len(c.payload) for c in value)
-        if total > limit:
+        commands -= len(value)
+        size -= sum(len(c.payload) for c in value)
+        if commands < 0 or size < 0:
             return False
     return True
