@@ -327,13 +327,19 @@ def test_row_that_does_not_decode(
     tmp_path: Path, identity: NodeIdentity, sql: str, where: str
 ) -> None:
     fill(tmp_path, identity, slots=10)
+    message = load_error_after(tmp_path, identity, sql)
+    assert where in message and str(tmp_path / DB_FILE) in message
+
+
+def load_error_after(tmp_path: Path, identity: NodeIdentity, sql: str) -> str:
+    """Run `sql` on the stored database, then the CorruptData message load() gives."""
     conn = sqlite3.connect(tmp_path / DB_FILE)
     with conn:
         conn.execute(sql)
     conn.close()
     with SqliteStorage.open(tmp_path, identity) as s, pytest.raises(CorruptData) as info:
         s.load()
-    assert where in str(info.value) and str(tmp_path / DB_FILE) in str(info.value)
+    return str(info.value)
 
 
 def test_database_file_missing_but_wal_present(tmp_path: Path, identity: NodeIdentity) -> None:
@@ -595,13 +601,8 @@ def test_damaged_snapshot_is_a_clear_error(
 ) -> None:
     with SqliteStorage.open(tmp_path, identity) as s:
         s.write([*log_records(range(10)), snap(8, 6)])
-    conn = sqlite3.connect(tmp_path / DB_FILE)
-    with conn:
-        conn.execute(sql)
-    conn.close()
-    with SqliteStorage.open(tmp_path, identity) as s, pytest.raises(CorruptData) as info:
-        s.load()
-    assert detail in str(info.value) and str(tmp_path / DB_FILE) in str(info.value)
+    message = load_error_after(tmp_path, identity, sql)
+    assert detail in message and str(tmp_path / DB_FILE) in message
 
 
 def test_version_1_database_is_upgraded_in_place(tmp_path: Path, identity: NodeIdentity) -> None:

@@ -249,7 +249,9 @@ def _small(records: Sequence[Record], commands: int, size: int) -> bool:
             else ()
         )  # fmt: skip
         commands -= len(value)
+        if commands < 0:
+            return False  # a batch: decided without looking at its payloads
         size -= sum(len(c.payload) for c in value)
-        if commands < 0 or size < 0:
+        if size < 0:
             return False
     return True
