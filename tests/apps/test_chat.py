@@ -140,9 +140,9 @@ def test_restore_rejects_garbage(data: bytes) -> None:
     assert [e.message for e in log.entries] == ["kept"]
 
 
-def test_escape_fast_path_agrees_with_the_rule_on_every_code_point() -> None:
-    """escape() skips text with nothing to escape (it runs over the whole log at every
-    start); the quick check must flag exactly the characters the rule escapes."""
+def test_escape_pattern_agrees_with_the_rule_on_every_code_point() -> None:
+    """escape() finds what to escape with one regular expression (a character loop was
+    slow on long messages); it must match exactly the characters the rule escapes."""
     import unicodedata
 
     from paxoi.apps import chat

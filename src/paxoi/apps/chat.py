@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -30,8 +29,8 @@ _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _ESCAPED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
-#: Everything `escape` changes: a fast check lets ordinary text through untouched (it
-#: runs over the whole log on every server start). Cc, Cs, Zl and Zp, spelled out.
+#: Everything `escape` changes: Cc, Cs, Zl and Zp, spelled out (a test checks it against
+#: the categories on every code point). Ordinary text goes through untouched.
 _NEEDS_ESCAPE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
 
 
@@ -39,16 +38,16 @@ def escape(text: str) -> str:
     """`text` on one line: backslash, tab, CR, LF and other line breaks escaped, C-style."""
     if _NEEDS_ESCAPE.search(text) is None:
         return text
-    out: list[str] = []
-    for ch in text:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif unicodedata.category(ch) in _ESCAPED_CATEGORIES:
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return _NEEDS_ESCAPE.sub(_escape_one, text)
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    ch = match.group()
+    named = _ESCAPES.get(ch)
+    if named is not None:
+        return named
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +72,11 @@ _Row: TypeAlias = tuple[Slot, ClientId, Seq, str]
 
 def canonical_line(e: ChatEntry) -> str:
     """One entry of `ChatLog.canonical()`; a replica's log file is these lines, appended."""
-    return f"{e.slot}\t{escape(e.sender)}\t{e.seq}\t{escape(e.message)}\n"
+    return _line(e.slot, e.sender, e.seq, e.message)
+
+
+def _line(slot: Slot, sender: ClientId, seq: Seq, message: str) -> str:
+    return f"{slot}\t{escape(sender)}\t{seq}\t{escape(message)}\n"
 
 
 class ChatLog:
@@ -177,7 +180,13 @@ class ChatLog:
 
         Sender and message are escaped (see `escape`), so every entry is exactly one line.
         """
-        return "".join(canonical_line(e) for e in self.entries).encode("utf-8")
+        return self.canonical_text().encode("utf-8")
+
+    def canonical_text(self, index: int = 0, stop: int | None = None) -> str:
+        """The lines of `canonical()` for the entries at positions [index, stop), as
+        text: what a replica appends to its log file as entries arrive (straight from
+        the stored tuples, with no `ChatEntry` built per line)."""
+        return "".join([_line(*row) for row in self._entries[index:stop]])
 
     def digest(self) -> str:
         """SHA-256 (hex) of `canonical()`: equal logs, equal digests."""

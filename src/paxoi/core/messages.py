@@ -1,4 +1,5 @@
-"""Every message the core exchanges, as frozen slotted dataclasses.
+"""Every message the core exchanges, as frozen slotted dataclasses (the per-command
+ones as NamedTuples, which are as immutable and faster to build).
 
 Peer messages carry `src`, the sending node, so a receiver never has to trust the
 transport for it (the transport authenticates links; the core only needs the id).
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import TypeAlias, TypeGuard
+from typing import NamedTuple, TypeAlias, TypeGuard
 
 from .types import Ballot, Batch, ClientId, Command, NodeId, PValue, Seq, Slot
 
@@ -240,9 +241,10 @@ class ReadReply:
     slot: Slot = 0
 
 
-@dataclass(frozen=True, slots=True)
-class ClientReply:
-    """The answer to (client, seq). OK carries the state machine's result."""
+class ClientReply(NamedTuple):
+    """The answer to (client, seq). OK carries the state machine's result.
+
+    A NamedTuple, like `Command` and `Applied`: one is built per command (see Command)."""
 
     client: ClientId
     seq: Seq
@@ -251,8 +253,7 @@ class ClientReply:
     leader: NodeId | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
+class Applied(NamedTuple):
     """A command the local replica applied at `slot`, with its result.
 
     The shell routes the reply to a waiting client, writes the chat log, feeds subscribers.

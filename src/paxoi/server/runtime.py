@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from ..apps.chat import ChatEntry, ChatLog, canonical_line
+from ..apps.chat import ChatEntry, ChatLog
 from ..apps.kv import KVStore
 from ..core.bugs import Bug, parse_bugs
 from ..core.messages import (
@@ -522,13 +522,12 @@ class Server:
         chat = self.chat
         if chat is None or len(chat) == self._written:
             return
-        new = chat.since(self._written)
-        self._written += len(new)
+        start, self._written = self._written, len(chat)
         if self._chat_file is not None:
-            self._chat_file.write("".join(canonical_line(e) for e in new))
+            self._chat_file.write(chat.canonical_text(start, self._written))
             self._chat_file.flush()
         if self._subscribers:
-            for chunk in _log_entries(new):
+            for chunk in _log_entries(chat.since(start, self._written)):
                 for session in list(self._subscribers):
                     session.send(chunk)
 

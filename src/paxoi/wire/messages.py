@@ -13,6 +13,7 @@ built messages are trusted and should cost nothing extra on the hot path.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..core.messages import ReadMode
 from ..core.types import Ballot, ClientId, Command, NodeId, Slot
@@ -60,9 +61,10 @@ class HelloAck:
     leader: NodeId | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Submit:
-    """A client asks the cluster to order and apply `command` (answered by ClientReply)."""
+class Submit(NamedTuple):
+    """A client asks the cluster to order and apply `command` (answered by ClientReply).
+
+    A NamedTuple: one per command (see `Command`)."""
 
     command: Command
 

@@ -81,17 +81,20 @@ def ballot_from_wire(obj: Any) -> Ballot:
     return Ballot(obj[0], obj[1])
 
 
-def batch_to_wire(batch: Batch) -> list[list[Any]]:
-    return [[c.client, c.seq, c.payload] for c in batch]
+def batch_to_wire(batch: Batch) -> Batch:
+    """The batch as it is: a Command is a (client, seq, payload) tuple, which msgpack
+    packs as the array above without a copy."""
+    return batch
 
 
 def batch_from_wire(obj: Any) -> Batch:
-    if type(obj) is not list:
+    # Tuples too: `to_wire` forms hold the batch's own tuples (msgpack yields lists).
+    if not isinstance(obj, (list, tuple)):
         raise DecodeError(f"bad batch: {short(obj)}")
     out = []
     for c in obj:
         if (
-            type(c) is not list
+            not isinstance(c, (list, tuple))
             or len(c) != 3
             or type(c[0]) is not str
             or type(c[1]) is not int
@@ -102,14 +105,15 @@ def batch_from_wire(obj: Any) -> Batch:
     return tuple(out)
 
 
-def command_to_wire(c: Command) -> list[Any]:
-    return [c.client, c.seq, c.payload]
+def command_to_wire(c: Command) -> Command:
+    """The command as it is (see `batch_to_wire`)."""
+    return c
 
 
 def command_from_wire(c: Any) -> Command:
     """One command outside a batch (a client's submit, a log entry); same form as in a batch."""
     if (
-        type(c) is not list
+        not isinstance(c, (list, tuple))
         or len(c) != 3
         or type(c[0]) is not str
         or type(c[1]) is not int
