@@ -159,6 +159,40 @@ def test_any_record_sequence_folds_like_durable_state(batches: list[list[Record]
             assert s.load() == folded(*batches)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(_records, max_size=6), max_size=5))
+def test_folds_the_same_when_loaded_between_writes(batches: list[list[Record]]) -> None:
+    """load() tells the storage the promised ballot on disk, and later writes skip the
+    update that would not raise it: the fold must not change."""
+    with tempfile.TemporaryDirectory() as d:
+        identity = NodeIdentity("c", 0)
+        with SqliteStorage.open(d, identity, fsync=False) as s:
+            s.load()
+            for i, batch in enumerate(batches):
+                s.write(batch)
+                assert s.load() == folded(*batches[: i + 1])
+        with SqliteStorage.open(d, identity, fsync=False) as s:
+            assert s.load() == folded(*batches)
+
+
+def test_many_rows_in_one_write(tmp_path: Path, identity: NodeIdentity) -> None:
+    """Rows go many to a statement; a write of more rows than one statement takes (and
+    a slot twice, in two statements) lands exactly as apply folds it."""
+    records: list[Record] = [
+        AcceptedRecord(PValue(Ballot(1, 0), slot, (Command("c", slot + 1, b"v"),)))
+        for slot in range(150)
+    ]
+    records += [DecidedRecord(slot, (Command("c", slot + 1, b"d"),)) for slot in range(130)]
+    records.append(AcceptedRecord(PValue(Ballot(2, 1), 3, ())))  # the 151st row: slot 3 again
+    with SqliteStorage.open(tmp_path, identity) as s:
+        s.write(records)
+    with SqliteStorage.open(tmp_path, identity) as s:
+        state = s.load()
+    assert state == folded(records)
+    assert len(state.accepted) == 150 and len(state.decided) == 130
+    assert state.accepted[3] == PValue(Ballot(2, 1), 3, ())
+
+
 def test_no_fsync_mode_works(
     tmp_path: Path, identity: NodeIdentity, every_kind: list[Record]
 ) -> None:

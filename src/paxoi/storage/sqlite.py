@@ -39,6 +39,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from ..core.records import (
     AcceptedRecord,
@@ -127,11 +128,17 @@ _JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 _RAISE_PROMISED = (
     "UPDATE promised SET round = ?1, node = ?2 WHERE id = 0 AND (round, node) < (?1, ?2)"
 )
-_UPSERT_ACCEPTED = """INSERT INTO accepted (slot, round, node, value) VALUES (?, ?, ?, ?)
-    ON CONFLICT (slot) DO UPDATE
+# Rows go in one statement of many VALUES each (see `_insert_rows`), not executemany.
+_UPSERT_ACCEPTED = (
+    "INSERT INTO accepted (slot, round, node, value) VALUES ",
+    "(?, ?, ?, ?)",
+    """ ON CONFLICT (slot) DO UPDATE
     SET round = excluded.round, node = excluded.node, value = excluded.value
-    WHERE (excluded.round, excluded.node) >= (accepted.round, accepted.node)"""
-_PUT_DECIDED = "INSERT OR REPLACE INTO decided (slot, value) VALUES (?, ?)"
+    WHERE (excluded.round, excluded.node) >= (accepted.round, accepted.node)""",
+)
+_PUT_DECIDED = ("INSERT OR REPLACE INTO decided (slot, value) VALUES ", "(?, ?)", "")
+#: Rows per statement in `_insert_rows` (SQLite's limit: 32,766 parameters).
+_ROWS_PER_STATEMENT = 64
 _RAISE_ROUND = "UPDATE proposer SET round_used = ?1 WHERE id = 0 AND round_used < ?1"
 # The newest snapshot wins (the row changes, and then its chunks, only if it is newer);
 # the base only grows; rows below the base go.
@@ -198,6 +205,11 @@ class SqliteStorage:
         #: set by load() from the rows on disk and by each snapshot write() once committed.
         #: A chunk missing here is written whatever it holds, so empty is always safe.
         self._digests: dict[int, bytes] = {}
+        #: The promised ballot on disk, when known (load() reads it, each write() that
+        #: commits may raise it): a write skips the UPDATE that would not raise it. Every
+        #: statement costs the writer thread the GIL twice, and under load each time it
+        #: may wait a switch interval (5 ms) for the event loop's thread to let go.
+        self._promised: Ballot | None = None
 
     # -- opening ------------------------------------------------------------------------
 
@@ -298,7 +310,7 @@ class SqliteStorage:
         state = DurableState()
         if len(promised_rows) != 1 or len(round_rows) != 1:
             raise self._corrupt("table promised or proposer does not hold exactly one row")
-        state.promised = self._ballot(promised_rows[0], "promised")
+        state.promised = self._promised = self._ballot(promised_rows[0], "promised")
         round_used = round_rows[0][0]
         if type(round_used) is not int:
             raise self._corrupt(f"table proposer: round_used is {round_used!r}, not an integer")
@@ -368,17 +380,18 @@ class SqliteStorage:
             # What is on disk is unknown until COMMIT returns; if it raises, the digests
             # stay forgotten and the next snapshot writes every chunk.
             stored, self._digests = self._digests, {}
+            known, self._promised = self._promised, None
             newer = False
             changed: list[tuple[int, memoryview]] = []
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    if promised is not None:
+                    if promised is not None and (known is None or promised > known):
                         conn.execute(_RAISE_PROMISED, (promised.round, promised.node))
                     if accepted_rows:
-                        conn.executemany(_UPSERT_ACCEPTED, accepted_rows)
+                        _insert_rows(conn, _UPSERT_ACCEPTED, accepted_rows)
                     if decided_rows:
-                        conn.executemany(_PUT_DECIDED, decided_rows)
+                        _insert_rows(conn, _PUT_DECIDED, decided_rows)
                     if round_used is not None:
                         conn.execute(_RAISE_ROUND, (round_used,))
                     if snapshot is not None:
@@ -403,6 +416,9 @@ class SqliteStorage:
                 raise _db_error(e, self.db_path, "write") from e
             self._base = base
             self._digests = dict(enumerate(digests)) if newer else stored
+            if known is not None and promised is not None and promised > known:
+                known = promised
+            self._promised = known
             self.chunks_written += len(changed)
 
     def close(self) -> None:
@@ -796,6 +812,19 @@ def _check_identity(data_dir: Path, stored: NodeIdentity, wanted: NodeIdentity) 
 
 
 # -- small utilities -----------------------------------------------------------------------
+
+
+def _insert_rows(
+    conn: sqlite3.Connection, statement: tuple[str, str, str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """`statement` (head, one row's placeholders, tail) for all `rows`, many rows per
+    statement: executemany would step once per row, and each step releases the GIL and
+    must win it back (see SqliteStorage._promised)."""
+    head, one, tail = statement
+    for i in range(0, len(rows), _ROWS_PER_STATEMENT):
+        part = rows[i : i + _ROWS_PER_STATEMENT]
+        sql = head + ", ".join([one] * len(part)) + tail
+        conn.execute(sql, [v for row in part for v in row])
 
 
 def _split(image: bytes, chunk_size: int) -> list[memoryview]:
