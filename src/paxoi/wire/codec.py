@@ -358,12 +358,13 @@ def _dec_snapshot_request(o: list[Any]) -> SnapshotRequest:
 
 
 def _enc_client_reply(m: ClientReply) -> list[Any]:
-    return [TAG_CLIENT_REPLY, m.client, m.seq, m.status.value, m.result, m.leader]
+    # A ReplyStatus is a str: msgpack packs it as its value, without Enum.value's cost.
+    return [TAG_CLIENT_REPLY, m.client, m.seq, m.status, m.result, m.leader]
 
 
 def _dec_client_reply(o: list[Any]) -> ClientReply:
     _arity(o, 6, "ClientReply")
-    status = _STATUSES.get(o[3]) if type(o[3]) is str else None
+    status = _STATUSES.get(o[3]) if isinstance(o[3], str) else None
     if status is None:
         raise _fail("status", o[3])
     return ClientReply(
