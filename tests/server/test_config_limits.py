@@ -49,6 +49,8 @@ def test_snapshot_chunk_fits_the_frame(given: dict[str, int], chunk: int) -> Non
         ({"max_snapshot": 2048, "snapshot_chunk": 4096}, "max_snapshot"),
         ({"snapshot_every": -1}, "snapshot_every"),
         ({"log_keep": -1}, "log_keep"),
+        ({"snapshot_commands": 0}, "snapshot_commands"),
+        ({"log_keep_commands": -1}, "log_keep_commands"),
     ],
 )
 def test_bad_snapshot_limits_are_refused_with_their_field(
@@ -56,6 +58,13 @@ def test_bad_snapshot_limits_are_refused_with_their_field(
 ) -> None:
     with pytest.raises(ConfigError, match=field):
         parse_config({"servers": SERVERS, "limits": given})
+
+
+def test_the_core_refuses_a_snapshot_every_zero_commands() -> None:
+    """0 would snapshot after every applied slot; snapshots are turned off by
+    snapshot_every 0 alone."""
+    with pytest.raises(ConfigError, match="snapshot_commands"):
+        Limits(snapshot_commands=0).validate()
 
 
 def test_snapshots_can_be_turned_off() -> None:

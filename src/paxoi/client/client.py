@@ -544,31 +544,32 @@ class AsyncClient:
             if now >= self._earliest_due:
                 earliest = now + rto
                 for entry in self._outstanding.values():
-                    if entry.future.done():
-                        continue
-                    if now >= entry.deadline:
-                        entry.future.set_exception(
-                            SubmitTimeout(
-                                f"no answer for command {entry.command.seq} within "
-                                f"{entry.timeout:.1f} s; it may or may not have been applied"
-                            )
-                        )
+                    if _ended(entry, now):
                         continue
                     if connected and now >= entry.due:
                         self._resend(entry)
                     earliest = min(earliest, entry.due, entry.deadline)
                 self._earliest_due = earliest
             for read in self._reads.values():
-                if read.future.done():
-                    continue
-                if now >= read.deadline:
-                    read.future.set_exception(
-                        SubmitTimeout(
-                            f"no answer for read {read.request.id} within {read.timeout:.1f} s"
-                        )
-                    )
-                elif connected and now - read.sent_at >= rto:
+                if not _ended(read, now) and connected and now - read.sent_at >= rto:
                     self._send_read(read)
+
+
+def _ended(entry: _Outstanding | _OutstandingRead, now: float) -> bool:
+    """Whether the request is answered, or has just failed for passing its deadline."""
+    if entry.future.done():
+        return True
+    if now < entry.deadline:
+        return False
+    if isinstance(entry, _Outstanding):
+        what = f"command {entry.command.seq}"
+        after = "; it may or may not have been applied"
+    else:
+        what, after = f"read {entry.request.id}", ""
+    entry.future.set_exception(
+        SubmitTimeout(f"no answer for {what} within {entry.timeout:.1f} s{after}")
+    )
+    return True
 
 
 class Client:

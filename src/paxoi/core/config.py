@@ -121,11 +121,12 @@ class Limits:
             "max_catchup",
             "catchup_commands",
             "client_results",
+            "snapshot_commands",
             "snapshot_chunk",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"limits.{name}: must be at least 1")
-        for name in ("snapshot_every", "snapshot_commands", "log_keep", "log_keep_commands"):
+        for name in ("snapshot_every", "log_keep", "log_keep_commands"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"limits.{name}: must be at least 0")
         if self.max_snapshot < self.snapshot_chunk:

@@ -87,14 +87,22 @@ class Election:
             return None
         return self._claim(self.view)
 
+    def claim_next(self) -> Ballot:
+        """A new ballot of ours above every one seen or used: under RANK, in the next
+        view this node owns, so followers do not campaign against it."""
+        return self._claim(self._own_round(max(self.max_seen.round, self.round_used) + 1))
+
+    def _own_round(self, round_: int) -> int:
+        """`round_`, or under RANK the first view from it on that this node owns."""
+        if self._policy is ElectionPolicy.RANK:
+            round_ += (self._rank - round_) % len(self._proposers)
+            self.view = max(self.view, round_)
+        return round_
+
     def _claim(self, round_: int) -> Ballot:
         if round_ <= self.round_used:
             # After a restart: never reuse a round. Under RANK, jump to our next own view.
-            round_ = self.round_used + 1
-            if self._policy is ElectionPolicy.RANK:
-                n = len(self._proposers)
-                round_ += (self._rank - round_) % n
-                self.view = round_
+            round_ = self._own_round(self.round_used + 1)
         self.round_used = round_
         ballot = Ballot(round_, self.id)
         self.observe(ballot)

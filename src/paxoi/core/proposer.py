@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .bugs import Bug
-from .config import ClusterConfig, ElectionPolicy
+from .config import ClusterConfig
 from .election import Election
 from .log import DecisionLog
 from .messages import (
@@ -236,21 +236,7 @@ class Proposer:
         if self.phase is not Phase.LEADER:
             return
         self.decided_below = 0
-        self._campaign(self._own_ballot())
-
-    def _own_ballot(self) -> Ballot:
-        """A new ballot for this proposer, above any seen or used (and, under RANK
-        succession, in a view it owns, so followers do not campaign against it)."""
-        e = self.election
-        round_ = max(e.max_seen.round, e.round_used) + 1
-        if self._cfg.policy is ElectionPolicy.RANK:
-            owners = self._cfg.proposers
-            round_ += (owners.index(self.id) - round_) % len(owners)
-            e.view = max(e.view, round_)
-        e.round_used = round_
-        ballot = Ballot(round_, self.id)
-        e.observe(ballot)
-        return ballot
+        self._campaign(self.election.claim_next())
 
     def _send_prepares(self) -> None:
         assert self.ballot is not None

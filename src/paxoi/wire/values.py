@@ -91,18 +91,7 @@ def batch_from_wire(obj: Any) -> Batch:
     # Tuples too: `to_wire` forms hold the batch's own tuples (msgpack yields lists).
     if not isinstance(obj, (list, tuple)):
         raise DecodeError(f"bad batch: {short(obj)}")
-    out = []
-    for c in obj:
-        if (
-            not isinstance(c, (list, tuple))
-            or len(c) != 3
-            or type(c[0]) is not str
-            or type(c[1]) is not int
-            or type(c[2]) is not bytes
-        ):
-            raise DecodeError(f"bad command: {short(c)}")
-        out.append(Command(c[0], c[1], c[2]))
-    return tuple(out)
+    return tuple([command_from_wire(c) for c in obj])
 
 
 def command_to_wire(c: Command) -> Command:
