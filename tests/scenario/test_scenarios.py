@@ -133,13 +133,15 @@ def test_planted_bug_is_caught_in_crash_restart(
 
     The loss needs a kill between an answer and its write (about a millisecond), so one
     whole-cluster kill catches it only sometimes (about one in three on a 2-core
-    machine): six kills per run, and up to three runs."""
+    machine): six kills per run, and up to five runs (three missed it once in CI, after
+    storage writes got shorter and with them the window; a run that catches it ends the
+    test)."""
     monkeypatch.setenv("PAXOI_PLANT_BUG", "acceptor-replies-before-persist")
     scenario = dataclasses.replace(
         NAMED["crash-restart-all"], clients=4, messages=60, crash_restart_all=6
     )
     verdicts = []
-    for attempt in range(3):
+    for attempt in range(5):
         # a lost command strands its client's next ones (applied in order only): give
         # up on them sooner
         outcome, text = run(
