@@ -11,7 +11,6 @@ server when the current one goes silent. `max_outstanding` bounds the pipeline:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import math
@@ -29,6 +28,7 @@ from ..core.messages import ClientReply, ReadMode, ReadReply, ReplyStatus
 from ..core.types import ClientId, Command, NodeId, Slot
 from ..security.auth import client_options
 from ..security.tls import open_connection
+from ..transport.runloop import cancel_and_wait
 from ..transport.tcp import FrameReader, close_quietly
 from ..wire.codec import PROTOCOL_VERSION, Message, encode
 from ..wire.framing import frame
@@ -236,10 +236,8 @@ class AsyncClient:
         self._closed = True
         self._fail_all(ClientClosed("the client was closed"))
         if self._runner is not None:
-            self._runner.cancel()
             # A runner that died of an error has logged it and failed its requests.
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._runner
+            await cancel_and_wait(self._runner)
         if self._writer is not None:
             await close_quietly(self._writer)
 

@@ -40,6 +40,7 @@ from ..client import AsyncClient
 from ..client.history import HistoryRecorder, KVError, ReadFn, RecordingKV
 from ..core.types import NodeId
 from ..server.config import PaxoiConfig
+from ..transport.runloop import cancel_and_wait
 
 WORKLOADS = ("register", "append", "mixed")
 READ_MODES = ("log", "lease", "stale")
@@ -153,8 +154,7 @@ class Workload:
             for task in pending:
                 task.cancel()
             for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                await cancel_and_wait(task)
 
     # ------------------------------------------------------------------ one client
     def _new_client(

@@ -48,6 +48,7 @@ from ..storage import (
     Storage,
     StorageError,
 )
+from ..transport.runloop import cancel_and_wait
 from ..transport.tcp import (
     Address,
     FrameReader,
@@ -333,8 +334,7 @@ class Server:
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait(task)
         if self.committer is not None:
             if self._lazy and not self.committer.failed and not self._doomed:
                 with contextlib.suppress(StorageError):

@@ -1,4 +1,5 @@
-"""Running an asyncio program on the fastest event loop installed.
+"""Running an asyncio program on the fastest event loop installed, and stopping its
+tasks without losing a cancellation.
 
 uvloop (`pip install paxoi[fast]`) makes each wake-up, read and write of the loop
 cheaper, which is most of a command's latency at low load; without it, asyncio's own
@@ -22,3 +23,23 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     result: T = uvloop.run(coro)  # typed through T whether or not uvloop's stubs are there
     return result
+
+
+async def cancel_and_wait(task: asyncio.Future[Any]) -> None:
+    """Cancel `task` and wait until it has ended, whatever it ended with (a task that
+    fails is expected to have reported its own error).
+
+    `with suppress(CancelledError): await task` is not enough: if the task calling it
+    is cancelled meanwhile, that cancellation is the CancelledError suppressed, and the
+    caller carries on as if never cancelled (a scenario's client whose close() was
+    under way when the runner cancelled it kept retrying for ever, and the run hung).
+    Here the caller's own cancellation is raised again."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception:
+        pass

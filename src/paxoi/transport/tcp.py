@@ -27,6 +27,7 @@ from ..wire.codec import PROTOCOL_VERSION, Message, decode, encode
 from ..wire.framing import FrameDecoder, frame
 from ..wire.messages import KIND_SERVER, ErrorReply, Hello
 from ..wire.values import DecodeError
+from .runloop import cancel_and_wait
 
 log = logging.getLogger("paxoi.transport")
 
@@ -128,9 +129,7 @@ class PeerLink:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     def send(self, data: bytes) -> None:
         """Queue one framed message; dropped (and counted) if the queue is full."""

@@ -1,0 +1,85 @@
+"""`cancel_and_wait`: stopping a task must not eat the caller's own cancellation.
+
+A scenario run hung once this way: its runner cancelled a client task while the client
+was closing (cancelling and awaiting its reader task under suppress(CancelledError));
+the suppress took the client task's cancellation, and the client went on retrying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from paxoi.client import AsyncClient
+from paxoi.transport.runloop import cancel_and_wait
+
+
+async def _slow_to_end(ending: asyncio.Event, release: asyncio.Event) -> None:
+    """A task that, once cancelled, takes until `release` to end."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        ending.set()
+        await release.wait()
+
+
+def test_the_callers_cancellation_is_raised_again() -> None:
+    async def main() -> str:
+        ending, release = asyncio.Event(), asyncio.Event()
+        child = asyncio.create_task(_slow_to_end(ending, release))
+        await asyncio.sleep(0)  # the child is waiting
+
+        async def closer() -> str:
+            await cancel_and_wait(child)
+            return "carried on"
+
+        outer = asyncio.create_task(closer())
+        await asyncio.wait_for(ending.wait(), 5)  # outer is inside cancel_and_wait now
+        outer.cancel()
+        release.set()
+        try:
+            return await asyncio.wait_for(outer, 5)
+        except asyncio.CancelledError:
+            return "cancelled"
+
+    assert asyncio.run(main()) == "cancelled"
+
+
+def test_the_tasks_own_end_is_swallowed() -> None:
+    async def fails() -> None:
+        raise RuntimeError("its own problem")
+
+    async def main() -> tuple[bool, bool]:
+        waiting = asyncio.create_task(asyncio.Event().wait())
+        await asyncio.sleep(0)
+        await cancel_and_wait(waiting)  # its CancelledError is not ours
+        failed = asyncio.create_task(fails())
+        await asyncio.sleep(0)
+        await cancel_and_wait(failed)  # already failed: nothing raised here
+        return waiting.cancelled(), failed.done()
+
+    assert asyncio.run(main()) == (True, True)
+
+
+def test_a_closing_client_can_be_cancelled() -> None:
+    """AsyncClient.close() cancelled while its reader task ends: the closing task ends."""
+
+    async def main() -> str:
+        client = AsyncClient({0: ("127.0.0.1", 9)}, client_id="c")
+        ending, release = asyncio.Event(), asyncio.Event()
+        client._runner = asyncio.create_task(_slow_to_end(ending, release))
+        await asyncio.sleep(0)
+
+        async def closer() -> str:
+            await client.close()
+            return "carried on"
+
+        outer = asyncio.create_task(closer())
+        await asyncio.wait_for(ending.wait(), 5)
+        outer.cancel()
+        release.set()
+        try:
+            return await asyncio.wait_for(outer, 5)
+        except asyncio.CancelledError:
+            return "cancelled"
+
+    assert asyncio.run(main()) == "cancelled"
