@@ -8,6 +8,7 @@ the suppress took the client task's cancellation, and the client went on retryin
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from paxoi.client import AsyncClient
 from paxoi.transport.runloop import cancel_and_wait
@@ -22,26 +23,29 @@ async def _slow_to_end(ending: asyncio.Event, release: asyncio.Event) -> None:
         await release.wait()
 
 
+async def _cancel_while_stopping(stop: Callable[[asyncio.Task[None]], Awaitable[None]]) -> str:
+    """Start `stop(child)` on a child slow to end, cancel it while it waits for the child,
+    and say whether it ended "cancelled" or "carried on"."""
+    ending, release = asyncio.Event(), asyncio.Event()
+    child = asyncio.create_task(_slow_to_end(ending, release))
+    await asyncio.sleep(0)  # the child is waiting
+
+    async def stopper() -> str:
+        await stop(child)
+        return "carried on"
+
+    outer = asyncio.create_task(stopper())
+    await asyncio.wait_for(ending.wait(), 5)  # stopper is waiting for the child now
+    outer.cancel()
+    release.set()
+    try:
+        return await asyncio.wait_for(outer, 5)
+    except asyncio.CancelledError:
+        return "cancelled"
+
+
 def test_the_callers_cancellation_is_raised_again() -> None:
-    async def main() -> str:
-        ending, release = asyncio.Event(), asyncio.Event()
-        child = asyncio.create_task(_slow_to_end(ending, release))
-        await asyncio.sleep(0)  # the child is waiting
-
-        async def closer() -> str:
-            await cancel_and_wait(child)
-            return "carried on"
-
-        outer = asyncio.create_task(closer())
-        await asyncio.wait_for(ending.wait(), 5)  # outer is inside cancel_and_wait now
-        outer.cancel()
-        release.set()
-        try:
-            return await asyncio.wait_for(outer, 5)
-        except asyncio.CancelledError:
-            return "cancelled"
-
-    assert asyncio.run(main()) == "cancelled"
+    assert asyncio.run(_cancel_while_stopping(cancel_and_wait)) == "cancelled"
 
 
 def test_the_tasks_own_end_is_swallowed() -> None:
@@ -63,23 +67,9 @@ def test_the_tasks_own_end_is_swallowed() -> None:
 def test_a_closing_client_can_be_cancelled() -> None:
     """AsyncClient.close() cancelled while its reader task ends: the closing task ends."""
 
-    async def main() -> str:
+    async def close(runner: asyncio.Task[None]) -> None:
         client = AsyncClient({0: ("127.0.0.1", 9)}, client_id="c")
-        ending, release = asyncio.Event(), asyncio.Event()
-        client._runner = asyncio.create_task(_slow_to_end(ending, release))
-        await asyncio.sleep(0)
+        client._runner = runner
+        await client.close()
 
-        async def closer() -> str:
-            await client.close()
-            return "carried on"
-
-        outer = asyncio.create_task(closer())
-        await asyncio.wait_for(ending.wait(), 5)
-        outer.cancel()
-        release.set()
-        try:
-            return await asyncio.wait_for(outer, 5)
-        except asyncio.CancelledError:
-            return "cancelled"
-
-    assert asyncio.run(main()) == "cancelled"
+    assert asyncio.run(_cancel_while_stopping(close)) == "cancelled"
