@@ -64,6 +64,31 @@ def test_the_tasks_own_end_is_swallowed() -> None:
     assert asyncio.run(main()) == (True, True)
 
 
+def test_cleanup_in_a_cancelled_tasks_finally_goes_on() -> None:
+    """A shutdown that runs because its task was cancelled stops every child, not just the
+    first: the cancellation it is handling is not a new one."""
+
+    async def main() -> list[bool]:
+        children = [asyncio.create_task(asyncio.Event().wait()) for _ in range(3)]
+        started = asyncio.Event()
+
+        async def serve() -> None:
+            try:
+                started.set()
+                await asyncio.Event().wait()
+            finally:
+                for child in children:
+                    await cancel_and_wait(child)
+
+        server = asyncio.create_task(serve())
+        await started.wait()
+        server.cancel()
+        await asyncio.gather(server, return_exceptions=True)
+        return [c.cancelled() for c in children]
+
+    assert asyncio.run(main()) == [True, True, True]
+
+
 def test_a_closing_client_can_be_cancelled() -> None:
     """AsyncClient.close() cancelled while its reader task ends: the closing task ends."""
 

@@ -33,13 +33,16 @@ async def cancel_and_wait(task: asyncio.Future[Any]) -> None:
     is cancelled meanwhile, that cancellation is the CancelledError suppressed, and the
     caller carries on as if never cancelled (a scenario's client whose close() was
     under way when the runner cancelled it kept retrying for ever, and the run hung).
-    Here the caller's own cancellation is raised again."""
+    Here a cancellation of the caller that arrives while it waits is raised again; one
+    that came before (a shutdown running in the `finally` of a cancelled task) is not
+    new, and the caller goes on with its cleanup, as TaskGroup tells them apart."""
+    current = asyncio.current_task()
+    before = current.cancelling() if current is not None else 0
     task.cancel()
     try:
         await task
     except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
+        if current is not None and current.cancelling() > before:
             raise
     except Exception:
         pass
