@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from paxoi.client import AsyncClient
 from paxoi.transport.runloop import cancel_and_wait
 
@@ -48,7 +50,7 @@ def test_the_callers_cancellation_is_raised_again() -> None:
     assert asyncio.run(_cancel_while_stopping(cancel_and_wait)) == "cancelled"
 
 
-def test_the_tasks_own_end_is_swallowed() -> None:
+def test_the_tasks_own_end_is_swallowed(caplog: pytest.LogCaptureFixture) -> None:
     async def fails() -> None:
         raise RuntimeError("its own problem")
 
@@ -62,6 +64,8 @@ def test_the_tasks_own_end_is_swallowed() -> None:
         return waiting.cancelled(), failed.done()
 
     assert asyncio.run(main()) == (True, True)
+    # the error is not raised, but not lost either
+    assert "ended with an error: RuntimeError('its own problem')" in caplog.text
 
 
 def test_cleanup_in_a_cancelled_tasks_finally_goes_on() -> None:

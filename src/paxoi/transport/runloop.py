@@ -9,10 +9,13 @@ loop does the same job.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -25,9 +28,10 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return result
 
 
-async def cancel_and_wait(task: asyncio.Future[Any]) -> None:
-    """Cancel `task` and wait until it has ended, whatever it ended with (a task that
-    fails is expected to have reported its own error).
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait until it has ended, whatever it ended with: an error it
+    ended with is logged (once awaited here, asyncio would never report it) and not
+    raised, so one failed task does not stop a shutdown from stopping the others.
 
     `with suppress(CancelledError): await task` is not enough: if the task calling it
     is cancelled meanwhile, that cancellation is the CancelledError suppressed, and the
@@ -44,5 +48,5 @@ async def cancel_and_wait(task: asyncio.Future[Any]) -> None:
     except asyncio.CancelledError:
         if current is not None and current.cancelling() > before:
             raise
-    except Exception:
-        pass
+    except Exception as e:
+        log.warning("task %s had ended with an error: %r", task.get_name(), e)
