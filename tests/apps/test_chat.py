@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
 
+import msgpack
 import pytest
 
 from paxoi.apps import chat
-from paxoi.apps.chat import ChatEntry, ChatLog, escape
+from paxoi.apps.chat import ChatEntry, ChatLog, canonical_line, escape
 from paxoi.core.statemachine import StateMachine
 from paxoi.core.types import Command
 
@@ -131,6 +131,10 @@ def test_render() -> None:
         b"[]",
         b'{"version": 99, "entries": []}',
         b'{"version": 1, "entries": [[1]]}',
+        chat._SNAPSHOT_HEAD + b"\xc1",  # a byte msgpack never uses
+        chat._SNAPSHOT_HEAD + msgpack.packb({"a": 1}),
+        chat._SNAPSHOT_HEAD + msgpack.packb([[1]]),
+        chat._SNAPSHOT_HEAD + msgpack.packb([[0, "a", 1, "x"]])[:-1],  # cut short
     ],
 )
 def test_restore_rejects_garbage(data: bytes) -> None:
@@ -154,14 +158,17 @@ def test_escape_pattern_agrees_with_the_rule_on_every_code_point() -> None:
 
 
 def _full_snapshot(log: ChatLog) -> bytes:
-    """The snapshot's definition, encoded in one go."""
-    doc = {"version": 1, "entries": [[e.slot, e.sender, e.seq, e.message] for e in log.entries]}
-    return json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    """The snapshot's definition (version 2), encoded in one go."""
+    rows = [[e.slot, e.sender, e.seq, e.message] for e in log.entries]
+    n = chat._SEGMENT_ENTRIES
+    chunks = [rows[i : i + n] for i in range(0, len(rows), n)]
+    return msgpack.packb(["paxoi-chat", 2]) + b"".join(msgpack.packb(c) for c in chunks)
 
 
-def test_incremental_snapshot_equals_the_whole_encoding() -> None:
-    """snapshot() encodes only what was applied since the last one; the bytes are the
-    same as encoding everything, across many snapshots, segments merged, and restores."""
+def test_incremental_snapshot_equals_the_whole_encoding(monkeypatch) -> None:
+    """snapshot() encodes only the entries since the last full chunk; the bytes are the
+    same as encoding everything, across many snapshots and restores."""
+    monkeypatch.setattr(chat, "_SEGMENT_ENTRIES", 16)
     log = ChatLog()
     assert log.snapshot() == _full_snapshot(log)
     texts = ["hi", "h\u00e9", "\u5ba2\U0001f98a", 'q"\\\n\t\x00']
@@ -171,27 +178,47 @@ def test_incremental_snapshot_equals_the_whole_encoding() -> None:
             assert log.snapshot() == _full_snapshot(log)
     copy = ChatLog()
     copy.restore(log.snapshot())
+    assert copy.snapshot() == log.snapshot()
     copy.apply(500, Command("z", 1, b"after"))
     assert copy.snapshot() == _full_snapshot(copy)
     assert copy.entries[:-1] == log.entries
 
 
-def test_snapshot_encoded_as_applied_equals_the_whole_encoding(monkeypatch) -> None:
-    """Entries are encoded in segments as they are applied (so no snapshot encodes a
-    hundred thousand at once); segments merge; the bytes stay those of one encoding."""
+def test_snapshot_segments_reuse_the_sealed_chunks(monkeypatch) -> None:
+    """A snapshot is the sealed chunks' bytes, the same objects each time (what storage
+    skips rewriting), and the tail's; their concatenation is snapshot()."""
     monkeypatch.setattr(chat, "_SEGMENT_ENTRIES", 7)
-    monkeypatch.setattr(chat, "_MAX_SEGMENTS", 3)
     log = ChatLog()
-    for i in range(100):
+    for i in range(30):
         log.apply(i, Command("c", i + 1, f"m{i}".encode()))
-        if i % 23 == 0:
-            assert log.snapshot() == _full_snapshot(log)
+    first = log.snapshot_segments()
+    assert len(first) == 1 + 4 + 1  # head, four chunks of 7, a tail of 2
+    assert b"".join(first) == log.snapshot() == _full_snapshot(log)
+    log.apply(30, Command("c", 31, b"more"))
+    second = log.snapshot_segments()
+    assert all(a is b for a, b in zip(first[:5], second[:5], strict=True))
+    assert second[5] != first[5]
+
+
+def test_a_snapshot_of_another_chunking_restores_to_ours(monkeypatch) -> None:
+    """Another writer's chunks (any sizes) are read, then chunked and encoded our way."""
+    monkeypatch.setattr(chat, "_SEGMENT_ENTRIES", 3)
+    rows = [[i, "a", i + 1, f"m{i}"] for i in range(8)]
+    data = msgpack.packb(["paxoi-chat", 2]) + b"".join(
+        msgpack.packb(rows[i:j]) for i, j in [(0, 1), (1, 5), (5, 5), (5, 8)]
+    )
+    log = ChatLog()
+    log.restore(data)
+    assert [e.message for e in log.entries] == [f"m{i}" for i in range(8)]
     assert log.snapshot() == _full_snapshot(log)
+    assert log.since(2, 7) == log.entries[2:7]
+    assert log.canonical_text(4) == "".join(canonical_line(e) for e in log.entries[4:])
 
 
 def test_a_long_chat_gives_the_garbage_collector_nothing_to_walk() -> None:
-    """A full collection walks every tracked object; the chat's entries must not be
-    among them, or a long chat stalls the server's event loop on every one."""
+    """A full collection walks every tracked object and every element of each; neither
+    the chat's entries nor one list of all of them may be among that, or a long chat
+    stalls the server's event loop on every full collection."""
     log = ChatLog()
     gc.collect()
     before = len(gc.get_objects())
@@ -200,6 +227,17 @@ def test_a_long_chat_gives_the_garbage_collector_nothing_to_walk() -> None:
     gc.collect()
     assert len(gc.get_objects()) - before < 100
     assert len(log) == 20_000
+    # What a collection visits from the log: the elements of each tracked container.
+    walked, seen, todo = 0, set(), list(vars(log).values())
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or not gc.is_tracked(obj):
+            continue
+        seen.add(id(obj))
+        referents = gc.get_referents(obj)
+        walked += len(referents)
+        todo.extend(referents)
+    assert walked < 2 * chat._SEGMENT_ENTRIES
 
 
 @pytest.mark.parametrize(
@@ -207,7 +245,8 @@ def test_a_long_chat_gives_the_garbage_collector_nothing_to_walk() -> None:
     [
         b'{"version":1,"entries":[[0,"a",1,"x"]],"note":[1]}',  # a key we do not write
         b'{"entries": [[0, "a", 1, "x"]], "version": 1}',  # another writer's layout
-        b'{"version":1,"entries":[[0,"a",1,"x"]]}',  # ours
+        b'{"version":1,"entries":[[0,"a",1,"x"]]}',  # ours, version 1
+        msgpack.packb(["paxoi-chat", 2]) + msgpack.packb([[0, "a", 1, "x"]]),  # version 2
     ],
 )
 def test_snapshot_after_restore_is_canonical_whatever_was_restored(data: bytes) -> None:
