@@ -9,7 +9,7 @@ from __future__ import annotations
 from paxoi.core.config import ClusterConfig, ElectionPolicy, Limits, Timing
 from paxoi.core.errors import ConfigError, InvariantViolation, PaxoiError, UsageError
 from paxoi.core.ready import Ready
-from paxoi.core.statemachine import StateMachine
+from paxoi.core.statemachine import SegmentedStateMachine, StateMachine
 from paxoi.core.types import Ballot, Command, Role
 
 __version__ = "0.1.0"
@@ -25,6 +25,7 @@ __all__ = [
     "PaxoiError",
     "Ready",
     "Role",
+    "SegmentedStateMachine",
     "StateMachine",
     "Timing",
     "UsageError",

@@ -388,7 +388,7 @@ def test_recovered_acceptor_is_compacted_only_under_its_own_snapshot() -> None:
     disk = DurableState()
     for s in (1, 5, 9):
         disk.apply(AcceptedRecord(PValue(b(2), s, X)))
-    disk.apply(SnapshotRecord(Snapshot(8, b"[]"), 6))
+    disk.apply(SnapshotRecord(Snapshot(8, (b"[]",)), 6))
     assert sorted(disk.accepted) == [9]
     node, _ = make_node(0, durable=disk)
     assert node.acceptor is not None and node.acceptor.compacted == 6

@@ -478,7 +478,7 @@ def test_recover_from_snapshot_then_replay_above_it() -> None:
 
 def test_recover_from_a_snapshot_the_machine_cannot_read_fails_loudly() -> None:
     disk = DurableState()
-    disk.apply(SnapshotRecord(Snapshot(3, b"not json"), 3))
+    disk.apply(SnapshotRecord(Snapshot(3, (b"not json",)), 3))
     with pytest.raises(SnapshotError, match="slot 3"):
         learner(durable=disk)
 

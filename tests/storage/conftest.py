@@ -31,7 +31,9 @@ def every_kind() -> list[Record]:
     """One record of each kind, plus a no-op decision (the empty batch). The snapshot's
     base is 0, so it drops nothing; the compaction tests have their own records."""
     return [
-        SnapshotRecord(Snapshot(4, b"state\x00", (("a", 1, ((1, b"r"),)), ("b", 0, ()))), 0),
+        SnapshotRecord(
+            Snapshot(4, (b"state\x00", b"", b"more"), (("a", 1, ((1, b"r"),)), ("b", 0, ()))), 0
+        ),
         PromisedRecord(Ballot(3, 2)),
         AcceptedRecord(PValue(Ballot(4, 0), 7, (_cmd("a", 1, b"hello"), _cmd("b", 9, b"")))),
         DecidedRecord(5, (_cmd("a", 1, b"\x00\xff" * 8),)),

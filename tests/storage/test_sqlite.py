@@ -127,12 +127,12 @@ def _snapshot_records() -> st.SearchStrategy[SnapshotRecord]:
         st.tuples(st.sampled_from("ab"), st.integers(0, 3), st.just(())), max_size=2
     ).map(lambda rows: tuple({r[0]: r for r in rows}.values()))
     return st.builds(
-        lambda slot, cut, state, clients: SnapshotRecord(
-            Snapshot(slot, state, clients), min(cut, slot)
+        lambda slot, cut, segments, clients: SnapshotRecord(
+            Snapshot(slot, tuple(segments), clients), min(cut, slot)
         ),
         st.integers(0, 4),
         st.integers(0, 4),
-        st.binary(max_size=4),
+        st.lists(st.binary(max_size=4), max_size=3),
         table,
     )
 
@@ -527,7 +527,7 @@ def test_open_is_quick(tmp_path: Path, identity: NodeIdentity) -> None:
 
 
 def snap(slot: int, base: int, state: bytes = b"S") -> SnapshotRecord:
-    return SnapshotRecord(Snapshot(slot, state + str(slot).encode(), (("c", slot, ()),)), base)
+    return SnapshotRecord(Snapshot(slot, (state + str(slot).encode(),), (("c", slot, ()),)), base)
 
 
 def log_records(slots: range) -> list[Record]:
@@ -614,20 +614,21 @@ def test_the_database_stops_growing_with_snapshots(
 @pytest.mark.parametrize(
     "sql,detail",
     [
-        ("UPDATE snapshot_chunk SET data = zeroblob(length(data))", "table snapshot, slot 8"),
+        ("UPDATE snapshot_piece SET data = zeroblob(length(data))", "segment 0 checksum"),
         (
-            "UPDATE snapshot_chunk SET data = substr(data, 1, length(data) - 1)",
-            "chunk 0 is 47 bytes long, not 48",
+            "UPDATE snapshot_piece SET data = substr(data, 1, length(data) - 1)",
+            "piece 0 is not a blob of 2 bytes",
         ),
-        ("UPDATE snapshot SET size = size - 1", "chunk 0 is 48 bytes long, not 47"),
-        ("UPDATE snapshot_chunk SET data = 'text'", "chunk 0 is not a blob"),
-        ("DELETE FROM snapshot_chunk", "chunk 0 of 1 is missing"),
-        ("INSERT INTO snapshot_chunk VALUES (1, x'00')", "chunks beyond the image's 1"),
-        ("DELETE FROM snapshot", "chunks of no snapshot"),
-        ("UPDATE snapshot SET slot = 9", "image is of slot 8, not 9"),
+        ("UPDATE snapshot_piece SET data = 'te'", "piece 0 is not a blob of 2 bytes"),
+        ("DELETE FROM snapshot_piece", "piece 0 of 1 is missing"),
+        ("INSERT INTO snapshot_piece VALUES (1, x'00')", "pieces beyond the snapshot's 1"),
+        ("DELETE FROM snapshot", "pieces of no snapshot"),
+        ("UPDATE snapshot SET slot = 9", "the frame is of slot 8, not 9"),
         ("UPDATE snapshot SET base = 9", "do not fit"),
         ("UPDATE snapshot SET base = -1", "do not fit"),
-        ("UPDATE snapshot SET chunk_size = 0", "do not fit"),
+        ("UPDATE snapshot SET piece_size = 0", "do not fit"),
+        ("UPDATE snapshot SET frame = 'text'", "do not fit"),
+        ("UPDATE snapshot SET frame = substr(frame, 1, length(frame) - 1)", "frame"),
     ],
 )
 def test_damaged_snapshot_is_a_clear_error(

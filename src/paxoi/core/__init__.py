@@ -43,7 +43,7 @@ from .records import (
 )
 from .replica import ClientSession, Replica
 from .snapshot import Snapshot, SnapshotError, decode_snapshot, encode_snapshot
-from .statemachine import StateMachine
+from .statemachine import SegmentedStateMachine, StateMachine
 from .types import (
     ALL_ROLES,
     BOTTOM,
@@ -106,6 +106,7 @@ __all__ = [
     "Replica",
     "ReplyStatus",
     "Role",
+    "SegmentedStateMachine",
     "Seq",
     "Slot",
     "Snapshot",

@@ -41,7 +41,7 @@ from .messages import (
 )
 from .records import DecidedRecord, Record, SnapshotRecord
 from .snapshot import ClientEntry, Snapshot, SnapshotError, decode_snapshot, encode_snapshot
-from .statemachine import StateMachine
+from .statemachine import SegmentedStateMachine, StateMachine
 from .types import Batch, ClientId, Command, NodeId, Seq, Slot
 
 Send = Callable[[NodeId, PeerMessage, bool], None]
@@ -281,7 +281,12 @@ class Replica:
 
     def _current(self) -> Snapshot:
         """The state now: every slot below `slot_out` applied."""
-        return Snapshot(self.slot_out, self.machine.snapshot(), self._table())
+        machine = self.machine
+        if isinstance(machine, SegmentedStateMachine):
+            segments = tuple(machine.snapshot_segments())
+        else:
+            segments = (machine.snapshot(),)
+        return Snapshot(self.slot_out, segments, self._table())
 
     def _take_snapshot(self) -> None:
         snap = self._current()

@@ -8,6 +8,7 @@ whose outcome differs between replicas).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from .types import Command, Slot
@@ -31,6 +32,20 @@ class StateMachine(Protocol):
 
         Raise ValueError for data that is not such a snapshot, and then leave the state
         as it was: the replica goes on catching up another way."""
+        ...
+
+
+@runtime_checkable
+class SegmentedStateMachine(StateMachine, Protocol):
+    """Optional: a machine whose state is mostly an unchanging prefix (a log, a chat).
+
+    Its snapshot comes in segments; paxoi checksums, stores and writes each segment
+    object once, and a later snapshot that returns the same objects (or equal bytes)
+    costs only its new segments, not the whole state again."""
+
+    def snapshot_segments(self) -> Sequence[bytes]:
+        """`snapshot()` as pieces whose concatenation it is; old pieces as the same
+        objects each time. Called instead of snapshot() by the replica."""
         ...
 
 

@@ -6,10 +6,13 @@ most tested code there is, and a node's whole state fits in seven small tables.
 Snapshots: a `SnapshotRecord` replaces the one row of table `snapshot` (the newest
 snapshot wins) and, in the same transaction, deletes the decided and accepted rows
 below its `base`, so the database stops growing with the log (freed pages are reused).
-The image itself is kept in fixed-size chunks (table `snapshot_chunk`), and a new
-snapshot writes only the chunks that differ from the stored ones: a chat's image only
-grows, and is the previous one but for its header and tail, so rewriting it whole (100s
-of MB) would stall every promise and accept queued behind it on the group-commit thread.
+The row holds the image's frame (slot, segment lengths and CRCs, client table; see
+core/snapshot.py); the segments follow in table `snapshot_piece`, one after another,
+each cut into pieces of at most `piece_size` bytes. A new snapshot writes only from its
+first segment that differs from the stored ones: a chat's segments are the same objects
+from one snapshot to the next but for the last, so rewriting (or even checksumming) the
+whole chat, 100s of MB, would stall every promise and accept queued behind it on the
+group-commit thread.
 
 WAL mode with `synchronous=FULL` makes each commit one append and one fsync of the WAL,
 so one `write()` (one transaction) costs one sync however many records it carries: that
@@ -31,12 +34,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import sqlite3
 import stat
 import threading
+import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -50,7 +54,14 @@ from ..core.records import (
     Record,
     SnapshotRecord,
 )
-from ..core.snapshot import Snapshot, SnapshotError, decode_snapshot, encode_snapshot
+from ..core.snapshot import (
+    Snapshot,
+    SnapshotError,
+    assemble_snapshot,
+    decode_frame,
+    decode_snapshot,
+    encode_frame,
+)
 from ..core.types import BOTTOM, Ballot, Batch, PValue, Slot
 from ..wire.values import DecodeError, decode_batch, encode_batch
 from .base import (
@@ -68,12 +79,14 @@ LOCK_FILE = "LOCK"
 #: crash during creation never leaves a `data.db` that looks initialised but is not.
 CREATING_FILE = "data.db.creating"
 #: Bumped on any incompatible change of the tables below; older paxoi refuses newer data.
-#: 2: table snapshot. 3: the snapshot's image in table snapshot_chunk. Versions 1 and 2
-#: are upgraded in place when opened.
-SCHEMA_VERSION = 3
-#: Default length of a snapshot chunk: big enough that per-row costs vanish, small enough
-#: that a changed tail rewrites little.
-SNAPSHOT_CHUNK = 1024 * 1024
+#: 2: table snapshot. 3: the snapshot's image in table snapshot_chunk. 4: its frame in
+#: table snapshot, its segments in table snapshot_piece. Versions 1 to 3 are upgraded in
+#: place when opened.
+SCHEMA_VERSION = 4
+#: Default longest piece a snapshot segment is stored in: big enough that per-row costs
+#: vanish, and far below SQLite's limit on one blob (1 GB) for a machine that gives its
+#: whole state as one segment.
+SNAPSHOT_PIECE = 1024 * 1024
 #: UPSERT (ON CONFLICT DO UPDATE) arrived in 3.24; row values in 3.15.
 MIN_SQLITE = (3, 24, 0)
 #: `PRAGMA application_id` ("pxoi"): tells a paxoi database from any other SQLite file.
@@ -101,23 +114,26 @@ _TABLES = {
     "proposer": """CREATE TABLE proposer (
         id INTEGER PRIMARY KEY CHECK (id = 0),
         round_used INTEGER NOT NULL)""",
-    # The image is `size` bytes: chunk i holds bytes [i * chunk_size, (i + 1) * chunk_size).
+    # Segment k of the frame is pieces [first, first + ceil(length / piece_size)), where
+    # first counts the pieces of the segments before it; each piece but a segment's last
+    # is piece_size bytes long.
     "snapshot": """CREATE TABLE snapshot (
         id INTEGER PRIMARY KEY CHECK (id = 0),
         slot INTEGER NOT NULL,
         base INTEGER NOT NULL,
-        size INTEGER NOT NULL,
-        chunk_size INTEGER NOT NULL)""",
-    "snapshot_chunk": """CREATE TABLE snapshot_chunk (
+        frame BLOB NOT NULL,
+        piece_size INTEGER NOT NULL)""",
+    "snapshot_piece": """CREATE TABLE snapshot_piece (
         idx INTEGER PRIMARY KEY,
         data BLOB NOT NULL)""",
 }
-#: Tables each schema version has (an older version is upgraded by creating the rest;
-#: version 2's table snapshot, which held the whole image, is converted).
+#: Tables each schema version has that version 4 keeps (an older version is upgraded by
+#: creating the rest; versions 2 and 3 hold their snapshot in other tables, converted).
 _TABLES_OF = {
-    1: set(_TABLES) - {"snapshot", "snapshot_chunk"},
-    2: set(_TABLES) - {"snapshot_chunk"},
-    3: set(_TABLES),
+    1: set(_TABLES) - {"snapshot", "snapshot_piece"},
+    2: set(_TABLES) - {"snapshot", "snapshot_piece"},
+    3: set(_TABLES) - {"snapshot", "snapshot_piece"},
+    4: set(_TABLES),
 }
 #: SQLite keeps a WAL file at its largest size unless told otherwise; a snapshot makes
 #: one big transaction, so let the WAL shrink back after checkpoints.
@@ -140,15 +156,15 @@ _PUT_DECIDED = ("INSERT OR REPLACE INTO decided (slot, value) VALUES ", "(?, ?)"
 #: Rows per statement in `_insert_rows` (SQLite's limit: 32,766 parameters).
 _ROWS_PER_STATEMENT = 64
 _RAISE_ROUND = "UPDATE proposer SET round_used = ?1 WHERE id = 0 AND round_used < ?1"
-# The newest snapshot wins (the row changes, and then its chunks, only if it is newer);
+# The newest snapshot wins (the row changes, and then its pieces, only if it is newer);
 # the base only grows; rows below the base go.
-_PUT_SNAPSHOT = """INSERT INTO snapshot (id, slot, base, size, chunk_size) VALUES (0, ?, ?, ?, ?)
+_PUT_SNAPSHOT = """INSERT INTO snapshot (id, slot, base, frame, piece_size) VALUES (0, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE
-    SET slot = excluded.slot, base = max(base, excluded.base), size = excluded.size,
-        chunk_size = excluded.chunk_size
+    SET slot = excluded.slot, base = max(base, excluded.base), frame = excluded.frame,
+        piece_size = excluded.piece_size
     WHERE excluded.slot > snapshot.slot"""
-_PUT_CHUNK = "INSERT OR REPLACE INTO snapshot_chunk (idx, data) VALUES (?, ?)"
-_DROP_CHUNKS = "DELETE FROM snapshot_chunk WHERE idx >= ?"
+_PUT_PIECE = "INSERT OR REPLACE INTO snapshot_piece (idx, data) VALUES (?, ?)"
+_DROP_PIECES = "DELETE FROM snapshot_piece WHERE idx >= ?"
 _RAISE_BASE = "UPDATE snapshot SET base = ?1 WHERE id = 0 AND base < ?1"
 _DROP_DECIDED = "DELETE FROM decided WHERE slot < ?"
 _DROP_ACCEPTED = "DELETE FROM accepted WHERE slot < ?"
@@ -185,26 +201,27 @@ class SqliteStorage:
         lock_fd: int,
         fsync: bool,
         base: int = 0,
-        chunk_size: int = SNAPSHOT_CHUNK,
+        piece_size: int = SNAPSHOT_PIECE,
     ) -> None:
-        if chunk_size <= 0:
-            raise ValueError(f"chunk_size must be positive, not {chunk_size}")
+        if piece_size <= 0:
+            raise ValueError(f"piece_size must be positive, not {piece_size}")
         self.data_dir = data_dir
         self.db_path = data_dir / DB_FILE
         self.identity = identity
         self.fsync = fsync
-        self.chunk_size = chunk_size
-        #: Snapshot chunks written so far (unchanged ones are not): for tests and metrics.
-        self.chunks_written = 0
+        self.piece_size = piece_size
+        #: Snapshot pieces written so far (unchanged ones are not): for tests and metrics.
+        self.pieces_written = 0
         self._conn: sqlite3.Connection | None = conn
         self._lock_fd = lock_fd
         self._mutex = threading.Lock()
         #: Decided and accepted rows below this are covered by the stored snapshot.
         self._base = base
-        #: The digest of each stored snapshot chunk, by index, as `_digest` computes it:
-        #: set by load() from the rows on disk and by each snapshot write() once committed.
-        #: A chunk missing here is written whatever it holds, so empty is always safe.
-        self._digests: dict[int, bytes] = {}
+        #: The stored snapshot's segments (the very objects written or loaded, shared
+        #: with the state machine), their CRCs, and the piece size they are stored in:
+        #: set by load() and by each snapshot write() once committed. A segment not
+        #: known here is written whatever it holds, so empty is always safe.
+        self._stored: tuple[tuple[bytes, ...], list[int], int] = ((), [], piece_size)
         #: The promised ballot on disk, when known (load() reads it, each write() that
         #: commits may raise it): a write skips the UPDATE that would not raise it. Every
         #: statement costs the writer thread the GIL twice, and under load each time it
@@ -221,15 +238,15 @@ class SqliteStorage:
         *,
         fsync: bool = True,
         create: bool = True,
-        chunk_size: int = SNAPSHOT_CHUNK,
+        piece_size: int = SNAPSHOT_PIECE,
     ) -> SqliteStorage:
         """Open (or, if `create` and the directory is new or empty, create) a data directory.
 
         `fsync=False` sets `synchronous=OFF`: writes reach the OS but are not synced, so
         a power loss or kernel crash can lose acknowledged promises. Only for throwaway
         tests (`--no-fsync`). With `create=False` a missing database is an error, which
-        protects a node from starting afresh on, say, an unmounted volume. `chunk_size`:
-        the length of the snapshot chunks it writes (any stored length is read).
+        protects a node from starting afresh on, say, an unmounted volume. `piece_size`:
+        the longest piece of a snapshot segment it writes (any stored length is read).
 
         Raises DataDirUnusable, DataDirLocked, IdentityMismatch or CorruptData, each with
         a message that names the path and says what to do.
@@ -258,7 +275,7 @@ class SqliteStorage:
                 stored, version = _check_db(conn, db)
                 _check_identity(data_dir, stored, identity)
                 if version < SCHEMA_VERSION:
-                    _upgrade(conn, db, version, chunk_size)
+                    _upgrade(conn, db, version, piece_size)
                 base = _stored_base(conn, db)
             except BaseException:
                 conn.close()
@@ -273,7 +290,7 @@ class SqliteStorage:
             lock_fd=lock_fd,
             fsync=fsync,
             base=base,
-            chunk_size=chunk_size,
+            piece_size=piece_size,
         )
 
     # -- the Storage interface ----------------------------------------------------------
@@ -281,8 +298,8 @@ class SqliteStorage:
     def load(self) -> DurableState:
         """Rebuild the DurableState; a row that does not decode raises CorruptData.
 
-        Also rebuilds the digests of the stored snapshot chunks, which write() compares
-        a new image with."""
+        Also remembers the stored snapshot's segments, which write() compares a new
+        snapshot's with."""
         with self._mutex:
             conn = self._open_conn()
             try:
@@ -295,17 +312,26 @@ class SqliteStorage:
                     ).fetchall()
                     decided_rows = conn.execute("SELECT slot, value FROM decided").fetchall()
                     snapshot_rows = conn.execute(
-                        "SELECT slot, base, size, chunk_size FROM snapshot"
+                        "SELECT slot, base, frame, piece_size FROM snapshot"
                     ).fetchall()
-                    chunk_rows = conn.execute(
-                        "SELECT idx, data FROM snapshot_chunk ORDER BY idx"
+                    piece_rows = conn.execute(
+                        "SELECT idx, data FROM snapshot_piece ORDER BY idx"
                     ).fetchall()
                 finally:
                     conn.execute("COMMIT")
             except sqlite3.Error as e:
                 raise _db_error(e, self.db_path, "read") from e
-            # Under the mutex, so no write() changes the chunks between the read and this.
-            self._digests = {i: _digest(data) for i, data in chunk_rows if type(data) is bytes}
+            self._stored = ((), [], self.piece_size)
+            if len(snapshot_rows) > 1:
+                raise self._corrupt("table snapshot holds more than one row")
+            if not snapshot_rows and piece_rows:
+                raise self._corrupt("table snapshot_piece holds pieces of no snapshot")
+            snapshot = base = None
+            for slot, base, frame, piece_size in snapshot_rows:
+                snapshot, crcs = self._snapshot(slot, base, frame, piece_size, piece_rows)
+                # Under the mutex, so no write() changes the pieces between the read and this.
+                self._stored = (snapshot.segments, crcs, piece_size)
+            del piece_rows  # the segments' second copy (the first is in snapshot)
 
         state = DurableState()
         if len(promised_rows) != 1 or len(round_rows) != 1:
@@ -315,14 +341,9 @@ class SqliteStorage:
         if type(round_used) is not int:
             raise self._corrupt(f"table proposer: round_used is {round_used!r}, not an integer")
         state.round_used = round_used
-        if len(snapshot_rows) > 1:
-            raise self._corrupt("table snapshot holds more than one row")
-        if not snapshot_rows and chunk_rows:
-            raise self._corrupt("table snapshot_chunk holds chunks of no snapshot")
-        for slot, base, size, chunk_size in snapshot_rows:
-            state.snapshot = self._snapshot(slot, base, size, chunk_size, chunk_rows)
-            state.base = base
-        del chunk_rows  # the image's second copy (the first is in state.snapshot)
+        if snapshot is not None:
+            assert type(base) is int  # checked by _snapshot
+            state.snapshot, state.base = snapshot, base
         accepted = state.accepted
         for slot, rnd, node, value in accepted_rows:
             ballot = self._ballot((rnd, node), f"accepted, slot {slot}")
@@ -371,18 +392,17 @@ class SqliteStorage:
             # What the snapshot covers is deleted, not written (as DurableState.apply).
             decided_rows = [row for row in decided_rows if row[0] >= base]
             accepted_rows = [row for row in accepted_rows if row[0] >= base]
-        image = encode_snapshot(snapshot.snapshot) if snapshot is not None else b""
-        chunks = _split(image, self.chunk_size)
-        digests = [_digest(c) for c in chunks]  # before taking the mutex: load() need not wait
 
         with self._mutex:
             conn = self._open_conn()
-            # What is on disk is unknown until COMMIT returns; if it raises, the digests
-            # stay forgotten and the next snapshot writes every chunk.
-            stored, self._digests = self._digests, {}
+            # What is on disk is unknown until COMMIT returns; if it raises, the stored
+            # segments stay forgotten and the next snapshot writes every one.
+            stored, self._stored = self._stored, ((), [], self.piece_size)
             known, self._promised = self._promised, None
             newer = False
-            changed: list[tuple[int, memoryview]] = []
+            plan: _SnapshotPlan | None = None
+            if snapshot is not None:
+                plan = _plan(snapshot.snapshot, stored, self.piece_size)
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -394,15 +414,12 @@ class SqliteStorage:
                         _insert_rows(conn, _PUT_DECIDED, decided_rows)
                     if round_used is not None:
                         conn.execute(_RAISE_ROUND, (round_used,))
-                    if snapshot is not None:
-                        row = (snapshot.snapshot.slot, base, len(image), self.chunk_size)
+                    if snapshot is not None and plan is not None:
+                        row = (snapshot.snapshot.slot, base, plan.frame, self.piece_size)
                         newer = conn.execute(_PUT_SNAPSHOT, row).rowcount == 1
-                        if newer:  # write the chunks that differ, drop those past the end
-                            changed = [
-                                (i, chunks[i]) for i, d in enumerate(digests) if stored.get(i) != d
-                            ]
-                            conn.executemany(_PUT_CHUNK, changed)
-                            conn.execute(_DROP_CHUNKS, (len(chunks),))
+                        if newer:  # write the pieces that differ, drop those past the end
+                            conn.executemany(_PUT_PIECE, plan.pieces)
+                            conn.execute(_DROP_PIECES, (plan.count,))
                         conn.execute(_RAISE_BASE, (base,))
                         conn.execute(_DROP_DECIDED, (base,))
                         conn.execute(_DROP_ACCEPTED, (base,))
@@ -415,11 +432,14 @@ class SqliteStorage:
             except sqlite3.Error as e:
                 raise _db_error(e, self.db_path, "write") from e
             self._base = base
-            self._digests = dict(enumerate(digests)) if newer else stored
+            if newer and snapshot is not None and plan is not None:
+                self._stored = (snapshot.snapshot.segments, plan.crcs, self.piece_size)
+                self.pieces_written += len(plan.pieces)
+            else:
+                self._stored = stored
             if known is not None and promised is not None and promised > known:
                 known = promised
             self._promised = known
-            self.chunks_written += len(changed)
 
     def close(self) -> None:
         """Close the database (SQLite checkpoints the WAL) and release the lock. Idempotent."""
@@ -475,45 +495,52 @@ class SqliteStorage:
         self,
         slot: object,
         base: object,
-        size: object,
-        chunk_size: object,
-        chunk_rows: list[tuple[int, object]],
-    ) -> Snapshot:
-        """Reassemble the image from its chunks (all there, each of the right length) and
-        decode it."""
+        frame: object,
+        piece_size: object,
+        piece_rows: list[tuple[int, object]],
+    ) -> tuple[Snapshot, list[int]]:
+        """Reassemble the snapshot from its frame and pieces (all there, each of the
+        right length, every segment matching its CRC), and its segments' CRCs."""
         if type(slot) is not int or type(base) is not int or not 0 <= base <= slot:
             raise self._corrupt(f"table snapshot: slot {slot!r} and base {base!r} do not fit")
-        if type(size) is not int or type(chunk_size) is not int or size < 0 or chunk_size < 1:
+        if type(frame) is not bytes or type(piece_size) is not int or piece_size < 1:
             raise self._corrupt(
-                f"table snapshot: size {size!r} and chunk size {chunk_size!r} do not fit"
+                f"table snapshot: a frame of type {type(frame).__name__} and piece size "
+                f"{piece_size!r} do not fit"
             )
-        count = -(-size // chunk_size)
-        indices = [i for i, _ in chunk_rows]
+        try:
+            decoded = decode_frame(frame)
+        except SnapshotError as e:
+            raise self._corrupt(f"table snapshot, slot {slot}: {e}") from None
+        if decoded.slot != slot:
+            raise self._corrupt(f"table snapshot: the frame is of slot {decoded.slot}, not {slot}")
+        count = sum(_pieces_of(length, piece_size) for length, _ in decoded.segments)
+        indices = [i for i, _ in piece_rows]
         if indices != list(range(count)):
             missing = sorted(set(range(count)).difference(indices))
             raise self._corrupt(
-                f"table snapshot_chunk: chunk {missing[0]} of {count} is missing"
+                f"table snapshot_piece: piece {missing[0]} of {count} is missing"
                 if missing
-                else f"table snapshot_chunk: chunks beyond the image's {count}"
+                else f"table snapshot_piece: pieces beyond the snapshot's {count}"
             )
-        parts: list[bytes] = []
-        for i, data in chunk_rows:
-            if type(data) is not bytes:
-                raise self._corrupt(f"table snapshot_chunk: chunk {i} is not a blob")
-            want = min(chunk_size, size - i * chunk_size)
-            if len(data) != want:
-                raise self._corrupt(
-                    f"table snapshot_chunk: chunk {i} is {len(data)} bytes long, not {want}"
-                )
-            parts.append(data)
-        image = b"".join(parts)
+        segments: list[bytes] = []
+        rows = iter(piece_rows)
+        for length, _ in decoded.segments:
+            parts: list[bytes] = []
+            for _ in range(_pieces_of(length, piece_size)):
+                i, data = next(rows)
+                want = min(piece_size, length - len(parts) * piece_size)
+                if type(data) is not bytes or len(data) != want:
+                    raise self._corrupt(
+                        f"table snapshot_piece: piece {i} is not a blob of {want} bytes"
+                    )
+                parts.append(data)
+            segments.append(parts[0] if len(parts) == 1 else b"".join(parts))
         try:
-            snap = decode_snapshot(image)
+            snap = assemble_snapshot(decoded, segments)
         except SnapshotError as e:
             raise self._corrupt(f"table snapshot, slot {slot}: {e}") from None
-        if snap.slot != slot:
-            raise self._corrupt(f"table snapshot: the image is of slot {snap.slot}, not {slot}")
-        return snap
+        return snap, [crc for _, crc in decoded.segments]
 
     def _batch(self, value: object, table: str, slot: Slot) -> Batch:
         if type(value) is not bytes:
@@ -756,15 +783,23 @@ def _check_db(conn: sqlite3.Connection, db: Path) -> tuple[NodeIdentity, int]:
         raise CorruptData(_corrupt_message(db, f"stored identity is invalid: {e}")) from None
 
 
-def _upgrade(conn: sqlite3.Connection, db: Path, version: int, chunk_size: int) -> None:
+def _upgrade(conn: sqlite3.Connection, db: Path, version: int, piece_size: int) -> None:
     """Bring an older schema up to SCHEMA_VERSION, in one transaction: create the tables
-    it lacks, and cut version 2's one-row snapshot (the whole image) into chunks."""
+    it lacks, and store the snapshot of version 2 (its whole image in table snapshot) or
+    3 (the image in table snapshot_chunk) as a frame and pieces."""
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
             old: list[tuple[object, object, object]] = []
             if version == 2:
                 old = conn.execute("SELECT slot, base, image FROM snapshot").fetchall()
+            elif version == 3:
+                chunks = conn.execute("SELECT data FROM snapshot_chunk ORDER BY idx").fetchall()
+                joined = b"".join(c for (c,) in chunks if type(c) is bytes)
+                rows = conn.execute("SELECT slot, base FROM snapshot").fetchall()
+                old = [(slot, base, joined) for slot, base in rows]
+                conn.execute("DROP TABLE snapshot_chunk")
+            if version in (2, 3):
                 conn.execute("DROP TABLE snapshot")
             existing = {
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -774,8 +809,13 @@ def _upgrade(conn: sqlite3.Connection, db: Path, version: int, chunk_size: int) 
             for slot, base, image in old:
                 if type(image) is not bytes:
                     raise CorruptData(_corrupt_message(db, "table snapshot: image is not a blob"))
-                conn.execute(_PUT_SNAPSHOT, (slot, base, len(image), chunk_size))
-                conn.executemany(_PUT_CHUNK, enumerate(_split(image, chunk_size)))
+                try:
+                    snap = decode_snapshot(image)
+                except SnapshotError as e:
+                    raise CorruptData(_corrupt_message(db, f"table snapshot: {e}")) from None
+                plan = _plan(snap, ((), [], piece_size), piece_size)
+                conn.execute(_PUT_SNAPSHOT, (slot, base, plan.frame, piece_size))
+                conn.executemany(_PUT_PIECE, plan.pieces)
             conn.execute("UPDATE meta SET schema_version = ? WHERE id = 0", (SCHEMA_VERSION,))
             conn.execute("COMMIT")
         except BaseException:
@@ -827,24 +867,48 @@ def _insert_rows(
         conn.execute(sql, [v for row in part for v in row])
 
 
-def _split(image: bytes, chunk_size: int) -> list[memoryview]:
-    """The image's chunks, as views: none is copied before SQLite copies it."""
-    view = memoryview(image)
-    return [view[i : i + chunk_size] for i in range(0, len(image), chunk_size)]
+@dataclass(frozen=True, slots=True)
+class _SnapshotPlan:
+    """What writing a snapshot takes, given what is stored."""
+
+    frame: bytes
+    #: Every segment's CRC.
+    crcs: list[int]
+    #: The (index, bytes) rows to write: the pieces of the first segment that differs
+    #: from the stored ones and of every segment after it.
+    pieces: list[tuple[int, memoryview]]
+    #: The snapshot's pieces in all (those from here on are dropped).
+    count: int
 
 
-def _digest(chunk: bytes | memoryview) -> bytes:
-    """What write() compares a new chunk with the stored one by, to skip rewriting it.
+def _plan(
+    snap: Snapshot, stored: tuple[tuple[bytes, ...], list[int], int], piece_size: int
+) -> _SnapshotPlan:
+    """Which of `snap`'s pieces to write, given the `stored` (segments, CRCs, piece size).
 
-    A cryptographic hash, not a checksum: an unchanged chunk is skipped on equal digests
-    alone, so a collision would silently keep stale bytes, and finding one for SHA-256 is
-    out of reach. Digests rather than the previous image itself, because a chat's image is
-    hundreds of MB that the node would otherwise hold twice, against 32 bytes per chunk.
-    SHA-256 rather than BLAKE2b: with the CPUs' SHA extensions (x86 and ARMv8), OpenSSL
-    hashes it about 2.5 times as fast (0.6 ms per MiB, measured). Either releases the GIL
-    on large buffers, so the event loop runs on while the group-commit thread hashes.
-    """
-    return hashlib.sha256(chunk).digest()
+    A segment counts as stored if it is the very object stored (a chat's old segments,
+    compared in no time) or equal to it (after a restart: a memcmp, still far cheaper
+    than a checksum). Only segments from the first that differs are checksummed."""
+    old, old_crcs, old_size = stored
+    segments = snap.segments
+    same = 0
+    if old_size == piece_size:
+        for new, before in zip(segments, old, strict=False):
+            if new is not before and new != before:
+                break
+            same += 1
+    crcs = old_crcs[:same] + [zlib.crc32(s) for s in segments[same:]]
+    first = sum(_pieces_of(len(s), piece_size) for s in segments[:same])
+    pieces: list[tuple[int, memoryview]] = []
+    for segment in segments[same:]:
+        view = memoryview(segment)
+        for start in range(0, len(segment), piece_size):
+            pieces.append((first + len(pieces), view[start : start + piece_size]))
+    return _SnapshotPlan(encode_frame(snap, crcs), crcs, pieces, first + len(pieces))
+
+
+def _pieces_of(length: int, piece_size: int) -> int:
+    return -(-length // piece_size)
 
 
 def _uri(path: Path, mode: str) -> str:
