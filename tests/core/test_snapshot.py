@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paxoi.core import Snapshot, SnapshotError, decode_snapshot, encode_snapshot
-from paxoi.core.snapshot import assemble_snapshot, decode_frame, encode_frame, segment_crcs
+from paxoi.core.snapshot import (
+    assemble_snapshot,
+    crc32,
+    decode_frame,
+    encode_frame,
+    segment_crcs,
+)
 
 EXAMPLES = [
     Snapshot(0, ()),
@@ -112,3 +118,11 @@ def test_any_bytes_decode_or_raise_snapshot_error(data: bytes) -> None:
     ):
         with contextlib.suppress(SnapshotError):
             decode_snapshot(candidate)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=20_000))
+def test_crc32_in_slices_equals_zlibs(data: bytes) -> None:
+    """crc32 feeds zlib slices short enough to keep the GIL; the value is zlib's."""
+    assert crc32(data) == zlib.crc32(data)
+    assert crc32(memoryview(data)) == zlib.crc32(data)

@@ -78,18 +78,37 @@ def test_unchanged_segments_are_not_even_checksummed(
     from paxoi.storage import sqlite
 
     summed: list[int] = []
-    real = zlib.crc32
+    real = sqlite.crc32
 
-    def crc32(data: bytes, value: int = 0) -> int:
+    def crc32(data: bytes | memoryview) -> int:
         summed.append(len(data))
-        return real(data, value)
+        return real(data)
 
     with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
         s.write([snap(10, SEGMENTS)])
-        monkeypatch.setattr(sqlite.zlib, "crc32", crc32)
+        monkeypatch.setattr(sqlite, "crc32", crc32)
         s.write([snap(20, (*SEGMENTS, b"new"))])
-    assert summed[0] == 3  # the new segment; then only the small frame
-    assert not set(summed) & {len(segment) for segment in SEGMENTS}
+    assert summed == [3]
+
+
+def test_a_snapshot_write_runs_no_statement_that_changes_nothing(
+    tmp_path: Path, identity: NodeIdentity
+) -> None:
+    """Every statement costs the writer thread a GIL hand-off: a snapshot that only
+    grows, over a base already compacted, is the snapshot row, one INSERT of all its new
+    pieces, and COMMIT (the next snapshot's compaction adds the two deletes)."""
+    statements: list[str] = []
+    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+        assert s._conn is not None
+        s.write([snap(10, SEGMENTS, base=4)])
+        s._conn.set_trace_callback(statements.append)
+        s.write([snap(20, (*SEGMENTS, b"a" * 300, b"b"), base=4)])  # 6 pieces, one INSERT
+        growing = [st.split()[0] for st in statements]
+        statements.clear()
+        s.write([snap(30, SEGMENTS[:2], base=9)])
+        shrinking = [st.split()[0] for st in statements]
+    assert growing == ["BEGIN", "INSERT", "INSERT", "COMMIT"]
+    assert shrinking == ["BEGIN", "INSERT", "DELETE", "DELETE", "DELETE", "COMMIT"]
 
 
 def test_a_shrinking_snapshot_deletes_the_trailing_pieces(
@@ -151,7 +170,7 @@ def test_without_knowing_the_stored_segments_every_one_is_written(
             )
         )
         with pytest.raises(StorageError, match="not authorized"):
-            s.write([snap(30, SEGMENTS)])
+            s.write([snap(30, SEGMENTS[:5])])  # shrinking: drops pieces
         s._conn.set_authorizer(None)
         s.write([snap(40, SEGMENTS)])
         assert s.pieces_written == 20 + 20

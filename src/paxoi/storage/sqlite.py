@@ -38,12 +38,11 @@ import os
 import sqlite3
 import stat
 import threading
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..core.records import (
     AcceptedRecord,
@@ -58,6 +57,7 @@ from ..core.snapshot import (
     Snapshot,
     SnapshotError,
     assemble_snapshot,
+    crc32,
     decode_frame,
     decode_snapshot,
     encode_frame,
@@ -163,7 +163,10 @@ _PUT_SNAPSHOT = """INSERT INTO snapshot (id, slot, base, frame, piece_size) VALU
     SET slot = excluded.slot, base = max(base, excluded.base), frame = excluded.frame,
         piece_size = excluded.piece_size
     WHERE excluded.slot > snapshot.slot"""
-_PUT_PIECE = "INSERT OR REPLACE INTO snapshot_piece (idx, data) VALUES (?, ?)"
+_PUT_PIECES = ("INSERT OR REPLACE INTO snapshot_piece (idx, data) VALUES ", "(?, ?)", "")
+#: Pieces go many to one statement, one step (see `_insert_rows`), with at most this
+#: many bytes of them bound (copied) at once.
+_PIECE_BYTES_PER_STATEMENT = 16 * 1024 * 1024
 _DROP_PIECES = "DELETE FROM snapshot_piece WHERE idx >= ?"
 _RAISE_BASE = "UPDATE snapshot SET base = ?1 WHERE id = 0 AND base < ?1"
 _DROP_DECIDED = "DELETE FROM decided WHERE slot < ?"
@@ -221,7 +224,7 @@ class SqliteStorage:
         #: with the state machine), their CRCs, and the piece size they are stored in:
         #: set by load() and by each snapshot write() once committed. A segment not
         #: known here is written whatever it holds, so empty is always safe.
-        self._stored: tuple[tuple[bytes, ...], list[int], int] = ((), [], piece_size)
+        self._stored: _Stored | None = None
         #: The promised ballot on disk, when known (load() reads it, each write() that
         #: commits may raise it): a write skips the UPDATE that would not raise it. Every
         #: statement costs the writer thread the GIL twice, and under load each time it
@@ -321,7 +324,7 @@ class SqliteStorage:
                     conn.execute("COMMIT")
             except sqlite3.Error as e:
                 raise _db_error(e, self.db_path, "read") from e
-            self._stored = ((), [], self.piece_size)
+            self._stored = None
             if len(snapshot_rows) > 1:
                 raise self._corrupt("table snapshot holds more than one row")
             if not snapshot_rows and piece_rows:
@@ -330,7 +333,9 @@ class SqliteStorage:
             for slot, base, frame, piece_size in snapshot_rows:
                 snapshot, crcs = self._snapshot(slot, base, frame, piece_size, piece_rows)
                 # Under the mutex, so no write() changes the pieces between the read and this.
-                self._stored = (snapshot.segments, crcs, piece_size)
+                self._stored = _Stored(snapshot.segments, crcs, piece_size)
+            if not snapshot_rows:
+                self._stored = _Stored((), [], self.piece_size)
             del piece_rows  # the segments' second copy (the first is in snapshot)
 
         state = DurableState()
@@ -397,7 +402,8 @@ class SqliteStorage:
             conn = self._open_conn()
             # What is on disk is unknown until COMMIT returns; if it raises, the stored
             # segments stay forgotten and the next snapshot writes every one.
-            stored, self._stored = self._stored, ((), [], self.piece_size)
+            stored, self._stored = self._stored, None
+            old_base = self._base
             known, self._promised = self._promised, None
             newer = False
             plan: _SnapshotPlan | None = None
@@ -416,13 +422,19 @@ class SqliteStorage:
                         conn.execute(_RAISE_ROUND, (round_used,))
                     if snapshot is not None and plan is not None:
                         row = (snapshot.snapshot.slot, base, plan.frame, self.piece_size)
+                        # Each statement costs a GIL hand-off (see `_promised`), so none
+                        # that would change nothing: the upsert raises the base when
+                        # newer, and the rows below the old base are gone already.
                         newer = conn.execute(_PUT_SNAPSHOT, row).rowcount == 1
                         if newer:  # write the pieces that differ, drop those past the end
-                            conn.executemany(_PUT_PIECE, plan.pieces)
-                            conn.execute(_DROP_PIECES, (plan.count,))
-                        conn.execute(_RAISE_BASE, (base,))
-                        conn.execute(_DROP_DECIDED, (base,))
-                        conn.execute(_DROP_ACCEPTED, (base,))
+                            _insert_pieces(conn, plan.pieces)
+                            if plan.drop:
+                                conn.execute(_DROP_PIECES, (plan.count,))
+                        else:
+                            conn.execute(_RAISE_BASE, (base,))
+                        if base > old_base:
+                            conn.execute(_DROP_DECIDED, (base,))
+                            conn.execute(_DROP_ACCEPTED, (base,))
                     conn.execute("COMMIT")  # the fsync happens here
                 except BaseException:
                     if conn.in_transaction:
@@ -433,7 +445,7 @@ class SqliteStorage:
                 raise _db_error(e, self.db_path, "write") from e
             self._base = base
             if newer and snapshot is not None and plan is not None:
-                self._stored = (snapshot.snapshot.segments, plan.crcs, self.piece_size)
+                self._stored = _Stored(snapshot.snapshot.segments, plan.crcs, self.piece_size)
                 self.pieces_written += len(plan.pieces)
             else:
                 self._stored = stored
@@ -813,9 +825,9 @@ def _upgrade(conn: sqlite3.Connection, db: Path, version: int, piece_size: int) 
                     snap = decode_snapshot(image)
                 except SnapshotError as e:
                     raise CorruptData(_corrupt_message(db, f"table snapshot: {e}")) from None
-                plan = _plan(snap, ((), [], piece_size), piece_size)
+                plan = _plan(snap, None, piece_size)
                 conn.execute(_PUT_SNAPSHOT, (slot, base, plan.frame, piece_size))
-                conn.executemany(_PUT_PIECE, plan.pieces)
+                _insert_pieces(conn, plan.pieces)
             conn.execute("UPDATE meta SET schema_version = ? WHERE id = 0", (SCHEMA_VERSION,))
             conn.execute("COMMIT")
         except BaseException:
@@ -855,7 +867,9 @@ def _check_identity(data_dir: Path, stored: NodeIdentity, wanted: NodeIdentity) 
 
 
 def _insert_rows(
-    conn: sqlite3.Connection, statement: tuple[str, str, str], rows: Sequence[tuple[Any, ...]]
+    conn: sqlite3.Connection,
+    statement: tuple[str, str, str],
+    rows: Sequence[tuple[Any, ...]],
 ) -> None:
     """`statement` (head, one row's placeholders, tail) for all `rows`, many rows per
     statement: executemany would step once per row, and each step releases the GIL and
@@ -879,32 +893,61 @@ class _SnapshotPlan:
     pieces: list[tuple[int, memoryview]]
     #: The snapshot's pieces in all (those from here on are dropped).
     count: int
+    #: Whether pieces from `count` on may be stored (and must be dropped).
+    drop: bool
 
 
-def _plan(
-    snap: Snapshot, stored: tuple[tuple[bytes, ...], list[int], int], piece_size: int
-) -> _SnapshotPlan:
-    """Which of `snap`'s pieces to write, given the `stored` (segments, CRCs, piece size).
+class _Stored(NamedTuple):
+    """The snapshot on disk, as far as write() needs to know it."""
+
+    #: Its segments: the very objects written or loaded (shared with the machine).
+    segments: tuple[bytes, ...]
+    crcs: list[int]
+    piece_size: int
+
+
+def _plan(snap: Snapshot, stored: _Stored | None, piece_size: int) -> _SnapshotPlan:
+    """Which of `snap`'s pieces to write, given the `stored` snapshot (None: unknown).
 
     A segment counts as stored if it is the very object stored (a chat's old segments,
     compared in no time) or equal to it (after a restart: a memcmp, still far cheaper
     than a checksum). Only segments from the first that differs are checksummed."""
-    old, old_crcs, old_size = stored
     segments = snap.segments
     same = 0
-    if old_size == piece_size:
-        for new, before in zip(segments, old, strict=False):
+    old_crcs: list[int] = []
+    drop = True
+    if stored is not None and stored.piece_size == piece_size:
+        old_crcs = stored.crcs
+        for new, before in zip(segments, stored.segments, strict=False):
             if new is not before and new != before:
                 break
             same += 1
-    crcs = old_crcs[:same] + [zlib.crc32(s) for s in segments[same:]]
+    crcs = old_crcs[:same] + [crc32(s) for s in segments[same:]]
     first = sum(_pieces_of(len(s), piece_size) for s in segments[:same])
     pieces: list[tuple[int, memoryview]] = []
     for segment in segments[same:]:
         view = memoryview(segment)
         for start in range(0, len(segment), piece_size):
             pieces.append((first + len(pieces), view[start : start + piece_size]))
-    return _SnapshotPlan(encode_frame(snap, crcs), crcs, pieces, first + len(pieces))
+    count = first + len(pieces)
+    if stored is not None:
+        drop = count < sum(_pieces_of(len(s), stored.piece_size) for s in stored.segments)
+    return _SnapshotPlan(encode_frame(snap, crcs), crcs, pieces, count, drop)
+
+
+def _insert_pieces(conn: sqlite3.Connection, pieces: list[tuple[int, memoryview]]) -> None:
+    """`pieces` in as few statements as `_ROWS_PER_STATEMENT` and
+    `_PIECE_BYTES_PER_STATEMENT` allow."""
+    start = size = 0
+    for i, (_, data) in enumerate(pieces):
+        if i > start and (
+            size + len(data) > _PIECE_BYTES_PER_STATEMENT or i - start == _ROWS_PER_STATEMENT
+        ):
+            _insert_rows(conn, _PUT_PIECES, pieces[start:i])
+            start, size = i, 0
+        size += len(data)
+    if start < len(pieces):
+        _insert_rows(conn, _PUT_PIECES, pieces[start:])
 
 
 def _pieces_of(length: int, piece_size: int) -> int:
