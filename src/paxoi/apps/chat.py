@@ -185,7 +185,13 @@ class ChatLog:
         """The lines of `canonical()` for the entries at positions [index, stop), as
         text: what a replica appends to its log file as entries arrive (straight from
         the stored tuples, with no `ChatEntry` built per line)."""
-        return "".join([_line(*row) for row in self._rows(index, stop)])
+        rows = list(self._rows(index, stop))
+        # One search over all the text first: almost always nothing needs escaping, and
+        # then the lines are formatted without an escape() call per field (half the
+        # cost; a follower spent 8% of its time writing chat.log).
+        if _NEEDS_ESCAPE.search("".join([row[1] + row[3] for row in rows])) is None:
+            return "".join([f"{slot}\t{who}\t{seq}\t{text}\n" for slot, who, seq, text in rows])
+        return "".join([_line(*row) for row in rows])
 
     def digest(self) -> str:
         """SHA-256 (hex) of `canonical()`: equal logs, equal digests."""
