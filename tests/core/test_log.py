@@ -193,3 +193,28 @@ def test_rebuilt_above_a_snapshot(decided, base, known, expected_base, floor) ->
     assert all(s in log for s in range(floor))
     assert all(log.get(s) is not None for s in range(expected_base, floor))
     assert all(log.get(s) is None for s in range(expected_base))
+
+
+def test_compacted_values_are_freed_a_few_at_a_time_by_later_decisions() -> None:
+    """compact() drops the values at once (get is None) but frees them over the next
+    decisions, so a snapshot's compaction is no stall; none is kept for ever."""
+    import weakref
+
+    class Watched:  # stands in for a command, to see when the batch holding it goes
+        pass
+
+    log = DecisionLog()
+    refs = []
+    for slot in range(40):
+        watched = Watched()
+        refs.append(weakref.ref(watched))
+        log.add(slot, (watched,))  # type: ignore[arg-type]
+    del watched
+    log.compact(40)
+    assert log.get(0) is None and 0 in log and len(log) == 0
+    assert sum(r() is not None for r in refs) == 40  # not freed yet
+    log.add(40, ())
+    assert sum(r() is not None for r in refs) == 40 - 4
+    for slot in range(41, 50):
+        log.add(slot, ())
+    assert all(r() is None for r in refs)
