@@ -38,7 +38,7 @@ def test_freezes_after_recovery_and_every_so_many_applied_commands() -> None:
 
 
 def test_reclaims_cycles_that_died_frozen() -> None:
-    heap = HeapKeeper(freeze_every=10, reclaim_every=3)
+    heap = HeapKeeper(freeze_every=10, reclaim_every=3, reclaim_seconds=0)
     heap.started()
     cycle = _Cycle()
     heap.applied(10)  # frozen with the cycle alive
@@ -49,6 +49,25 @@ def test_reclaims_cycles_that_died_frozen() -> None:
     heap.applied(10)  # the third freeze: unfreeze, collect, then freeze
     assert heap.reclaims == 1
     assert not any(type(o) is _Cycle for o in _frozen_and_tracked())
+
+
+def test_reclaims_no_more_often_than_its_period() -> None:
+    """Under load the freezes come fast; a full collection waits for its period too."""
+    now = [0.0]
+    heap = HeapKeeper(freeze_every=10, reclaim_every=2, reclaim_seconds=60, clock=lambda: now[0])
+    heap.started()
+    for _ in range(10):
+        heap.applied(10)
+    assert heap.reclaims == 0  # ten freezes in no time
+    now[0] = 60.0
+    heap.applied(10)
+    assert heap.reclaims == 1
+    now[0] = 200.0
+    heap.applied(10)  # the period is over, but one freeze since is not enough
+    assert heap.reclaims == 1
+    heap.applied(10)
+    assert heap.reclaims == 2
+    heap.stop()
 
 
 def _frozen_and_tracked() -> list[object]:
