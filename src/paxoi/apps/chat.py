@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from typing import Any, TypeAlias
 import msgpack
 
 from paxoi.core.types import ClientId, Command, Seq, Slot
+
+from .jsondoc import load_versioned
 
 #: Entries per sealed chunk of the log, each encoded for the snapshot once, when it
 #: fills: spread over the applies, the encoding never stalls the event loop, and a
@@ -248,13 +249,7 @@ def _read_v2(data: bytes) -> list[_Row]:
 
 def _read_v1(data: bytes) -> list[_Row]:
     """The rows of a version 1 snapshot (one JSON document), as older paxoi stored them."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"not a chat snapshot: {exc}") from exc
-    if not isinstance(doc, dict) or doc.get("version") != _V1_VERSION:
-        raise ValueError("not a chat snapshot: missing or unknown version")
-    raw = doc.get("entries")
+    raw = load_versioned(data, _V1_VERSION, "a chat snapshot").get("entries")
     if not isinstance(raw, list):
         raise ValueError("not a chat snapshot: entries must be a list")
     try:

@@ -23,6 +23,8 @@ from typing import Any
 
 from paxoi.core.types import Command, Slot
 
+from .jsondoc import load_versioned
+
 _SNAPSHOT_VERSION = 1
 _OPS = ("get", "put", "cas", "append")
 
@@ -70,13 +72,7 @@ class KVStore:
         return _dumps({"version": _SNAPSHOT_VERSION, "data": self._data})
 
     def restore(self, data: bytes) -> None:
-        try:
-            doc = json.loads(data)
-        except (ValueError, RecursionError) as exc:
-            raise ValueError(f"not a kv snapshot: {exc}") from exc
-        if not isinstance(doc, dict) or doc.get("version") != _SNAPSHOT_VERSION:
-            raise ValueError("not a kv snapshot: missing or unknown version")
-        raw = doc.get("data")
+        raw = load_versioned(data, _SNAPSHOT_VERSION, "a kv snapshot").get("data")
         if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
             raise ValueError("not a kv snapshot: data must map strings to strings")
         self._data = dict(raw)
