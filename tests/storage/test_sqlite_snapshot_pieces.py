@@ -269,7 +269,7 @@ def test_older_databases_are_upgraded_in_place(
             assert piece_rows(tmp_path) == list(range(-(-len(want.state) // PIECE)))
     conn = sqlite3.connect(tmp_path / DB_FILE)
     tables_now = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert conn.execute("SELECT schema_version FROM meta").fetchone()[0] == SCHEMA_VERSION == 4
+    assert conn.execute("SELECT schema_version FROM meta").fetchone()[0] == SCHEMA_VERSION == 5
     conn.close()
     assert "snapshot_chunk" not in tables_now and "snapshot_piece" in tables_now
 

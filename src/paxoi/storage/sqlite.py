@@ -80,9 +80,10 @@ LOCK_FILE = "LOCK"
 CREATING_FILE = "data.db.creating"
 #: Bumped on any incompatible change of the tables below; older paxoi refuses newer data.
 #: 2: table snapshot. 3: the snapshot's image in table snapshot_chunk. 4: its frame in
-#: table snapshot, its segments in table snapshot_piece. Versions 1 to 3 are upgraded in
-#: place when opened.
-SCHEMA_VERSION = 4
+#: table snapshot, its segments in table snapshot_piece. 5: a decided row's value may be
+#: empty, meaning the accepted row's (`_REFERS`). Older versions are upgraded in place
+#: when opened.
+SCHEMA_VERSION = 5
 #: Default longest piece a snapshot segment is stored in: big enough that per-row costs
 #: vanish, and far below SQLite's limit on one blob (1 GB) for a machine that gives its
 #: whole state as one segment.
@@ -134,6 +135,7 @@ _TABLES_OF = {
     2: set(_TABLES) - {"snapshot", "snapshot_piece"},
     3: set(_TABLES) - {"snapshot", "snapshot_piece"},
     4: set(_TABLES),
+    5: set(_TABLES),
 }
 #: SQLite keeps a WAL file at its largest size unless told otherwise; a snapshot makes
 #: one big transaction, so let the WAL shrink back after checkpoints.
@@ -153,6 +155,11 @@ _UPSERT_ACCEPTED = (
     WHERE (excluded.round, excluded.node) >= (accepted.round, accepted.node)""",
 )
 _PUT_DECIDED = ("INSERT OR REPLACE INTO decided (slot, value) VALUES ", "(?, ?)", "")
+#: A decided row's value when it is the value of the accepted row of its slot: most
+#: decisions are what this node's acceptor accepted, and a second copy of the batch
+#: doubled what SQLite writes, checkpoints and, at compaction, deletes. (An encoded
+#: batch is never empty: the no-op is msgpack's empty array.)
+_REFERS = b""
 #: Rows per statement in `_insert_rows` (SQLite's limit: 32,766 parameters).
 _ROWS_PER_STATEMENT = 64
 _RAISE_ROUND = "UPDATE proposer SET round_used = ?1 WHERE id = 0 AND round_used < ?1"
@@ -230,6 +237,12 @@ class SqliteStorage:
         #: statement costs the writer thread the GIL twice, and under load each time it
         #: may wait a switch interval (5 ms) for the event loop's thread to let go.
         self._promised: Ballot | None = None
+        #: The accepted row on disk of each slot (from the base), as the upsert keeps it,
+        #: and the slots whose decided row refers to it (`_REFERS`), with that value:
+        #: what write() decides references by. Set by load() and after each COMMIT;
+        #: emptied when a write fails (nothing refers until accepted rows are written).
+        self._accepted: dict[Slot, PValue] = {}
+        self._refs: dict[Slot, Batch] = {}
 
     # -- opening ------------------------------------------------------------------------
 
@@ -357,9 +370,21 @@ class SqliteStorage:
             if slot >= state.base:  # write() deletes those below; never resurrect them
                 accepted[slot] = PValue(ballot, slot, self._batch(value, "accepted", slot))
         decided = state.decided
+        refs: dict[Slot, Batch] = {}
         for slot, value in decided_rows:
-            if slot >= state.base:
+            if slot < state.base:
+                continue
+            if value == _REFERS:
+                pv = accepted.get(slot)
+                if pv is None:
+                    raise self._corrupt(
+                        f"table decided, slot {slot}: refers to an accepted row that is missing"
+                    )
+                decided[slot] = refs[slot] = pv.value
+            else:
                 decided[slot] = self._batch(value, "decided", slot)
+        with self._mutex:
+            self._accepted, self._refs = dict(accepted), refs
         return state
 
     def write(self, records: Sequence[Record]) -> None:
@@ -369,16 +394,18 @@ class SqliteStorage:
         promised: Ballot | None = None
         round_used: int | None = None
         accepted_rows: list[tuple[int, int, int, bytes]] = []
-        decided_rows: list[tuple[int, bytes]] = []
+        accepted_pvs: list[PValue] = []
+        decisions: dict[Slot, Batch] = {}
         snapshot: SnapshotRecord | None = None
         base = self._base
         for r in records:
             if isinstance(r, DecidedRecord):
-                decided_rows.append((r.slot, encode_batch(r.value)))
+                decisions[r.slot] = r.value  # the last wins, as INSERT OR REPLACE would
             elif isinstance(r, AcceptedRecord):
                 pv = r.pvalue
                 b = pv.ballot
                 accepted_rows.append((pv.slot, b.round, b.node, encode_batch(pv.value)))
+                accepted_pvs.append(pv)
                 if promised is None or b > promised:
                     promised = b
             elif isinstance(r, SnapshotRecord):
@@ -395,8 +422,9 @@ class SqliteStorage:
                 raise TypeError(f"not a record: {r!r}")
         if base:
             # What the snapshot covers is deleted, not written (as DurableState.apply).
-            decided_rows = [row for row in decided_rows if row[0] >= base]
             accepted_rows = [row for row in accepted_rows if row[0] >= base]
+            accepted_pvs = [pv for pv in accepted_pvs if pv.slot >= base]
+            decisions = {slot: v for slot, v in decisions.items() if slot >= base}
 
         with self._mutex:
             conn = self._open_conn()
@@ -405,6 +433,11 @@ class SqliteStorage:
             stored, self._stored = self._stored, None
             old_base = self._base
             known, self._promised = self._promised, None
+            on_disk, self._accepted = self._accepted, {}
+            refs, self._refs = self._refs, {}
+            accepted_now, decided_rows, new_refs = _decided_rows(
+                on_disk, refs, accepted_pvs, decisions
+            )
             newer = False
             plan: _SnapshotPlan | None = None
             if snapshot is not None:
@@ -443,6 +476,12 @@ class SqliteStorage:
                     raise
             except sqlite3.Error as e:
                 raise _db_error(e, self.db_path, "write") from e
+            on_disk.update(accepted_now)
+            refs.update(new_refs)
+            if base > old_base:  # the rows below are gone
+                on_disk = {slot: pv for slot, pv in on_disk.items() if slot >= base}
+                refs = {slot: v for slot, v in refs.items() if slot >= base}
+            self._accepted, self._refs = on_disk, refs
             self._base = base
             if newer and snapshot is not None and plan is not None:
                 self._stored = _Stored(snapshot.snapshot.segments, plan.crcs, self.piece_size)
@@ -879,6 +918,49 @@ def _insert_rows(
         part = rows[i : i + _ROWS_PER_STATEMENT]
         sql = head + ", ".join([one] * len(part)) + tail
         conn.execute(sql, [v for row in part for v in row])
+
+
+def _decided_rows(
+    on_disk: dict[Slot, PValue],
+    refs: dict[Slot, Batch],
+    accepted: list[PValue],
+    decisions: dict[Slot, Batch],
+) -> tuple[dict[Slot, PValue], list[tuple[int, bytes]], dict[Slot, Batch]]:
+    """The decided rows to write for `decisions`, given the accepted rows on disk and
+    the references to them (`refs`), and `accepted`, written in the same transaction.
+
+    Returns the accepted rows as they stand after it (for the slots it touches), the
+    decided rows, and the new references. A decision whose value is its slot's accepted
+    value (the same object, as a rule, or equal) refers to it (`_REFERS`) instead of
+    holding a copy. And an accepted row that a reference depends on never changes
+    under it: should one be replaced by another value (Paxos never does that to a
+    decided slot, but the disk must not depend on it), the decided row is written out
+    in full in the same transaction."""
+    now: dict[Slot, PValue] = {}
+    for pv in accepted:  # the upsert's rule: an equal or higher ballot replaces
+        old = now.get(pv.slot) or on_disk.get(pv.slot)
+        if old is None or pv.ballot >= old.ballot:
+            now[pv.slot] = pv
+    rows: list[tuple[int, bytes]] = []
+    new_refs: dict[Slot, Batch] = {}
+    for slot, pv in now.items():
+        held = refs.get(slot)
+        if held is not None and slot not in decisions and not _same(pv.value, held):
+            rows.append((slot, encode_batch(held)))
+            refs.pop(slot)
+    for slot, value in decisions.items():
+        row = now.get(slot) or on_disk.get(slot)
+        if row is not None and _same(row.value, value):
+            rows.append((slot, _REFERS))
+            new_refs[slot] = value
+        else:
+            rows.append((slot, encode_batch(value)))
+            refs.pop(slot, None)
+    return now, rows, new_refs
+
+
+def _same(a: Batch, b: Batch) -> bool:
+    return a is b or a == b
 
 
 @dataclass(frozen=True, slots=True)
