@@ -101,3 +101,24 @@ def test_a_reference_to_a_missing_accepted_row_is_a_clear_error(
     with SqliteStorage.open(tmp_path, identity) as s, pytest.raises(CorruptData) as info:
         s.load()
     assert "slot 7: refers to an accepted row that is missing" in str(info.value)
+
+
+def test_a_version_4_database_is_upgraded_in_place(tmp_path: Path, identity: NodeIdentity) -> None:
+    """Version 4's decided rows all hold their value; version 5 reads them as they are
+    and only marks the database, so that an older paxoi refuses references it cannot
+    read."""
+    from paxoi.storage import SCHEMA_VERSION
+
+    records: list[Record] = [accepted(0, V), accepted(1, W), DecidedRecord(1, W)]
+    with SqliteStorage.open(tmp_path, identity) as s:
+        s.write(records)
+    conn = sqlite3.connect(tmp_path / DB_FILE)
+    with conn:
+        conn.execute("UPDATE decided SET value = (SELECT value FROM accepted WHERE slot = 1)")
+        conn.execute("UPDATE meta SET schema_version = 4")
+    conn.close()
+    with SqliteStorage.open(tmp_path, identity) as s:
+        assert s.load() == folded(records)
+    conn = sqlite3.connect(tmp_path / DB_FILE)
+    assert conn.execute("SELECT schema_version FROM meta").fetchone()[0] == SCHEMA_VERSION == 5
+    conn.close()
