@@ -1,6 +1,12 @@
-"""Fixtures shared by the storage tests: an identity and one record of every kind."""
+"""Fixtures shared by the storage tests: an identity and one record of every kind.
+
+Also makes `storage_helpers` importable (pytest runs in importlib mode, which does not
+put test folders on sys.path; the name is unique to this folder)."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +21,10 @@ from paxoi.core.records import (
 from paxoi.core.snapshot import Snapshot
 from paxoi.core.types import Ballot, Command, PValue
 from paxoi.storage import NodeIdentity
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from storage_helpers import folded
 
 from paxoi.core.records import (
     AcceptedRecord,
@@ -44,15 +45,6 @@ from paxoi.storage import (
 )
 
 DEADLINE = 15.0  # seconds any subprocess step may take before the test fails
-
-
-def folded(*batches: list[Record]) -> DurableState:
-    """What DurableState.apply makes of the records: the reference every engine must match."""
-    state = DurableState()
-    for batch in batches:
-        for r in batch:
-            state.apply(r)
-    return state
 
 
 def fill(data_dir: Path, identity: NodeIdentity, slots: int = 2000) -> None:

@@ -7,8 +7,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from storage_helpers import execute, folded
 
-from paxoi.core.records import AcceptedRecord, DecidedRecord, DurableState, Record
+from paxoi.core.records import AcceptedRecord, DecidedRecord, Record
 from paxoi.core.types import Ballot, Command, PValue
 from paxoi.storage import DB_FILE, CorruptData, NodeIdentity, SqliteStorage
 
@@ -26,14 +27,6 @@ def decided_values(path: Path) -> dict[int, bytes]:
         return dict(conn.execute("SELECT slot, value FROM decided"))
     finally:
         conn.close()
-
-
-def folded(*batches: list[Record]) -> DurableState:
-    state = DurableState()
-    for batch in batches:
-        for r in batch:
-            state.apply(r)
-    return state
 
 
 def test_a_decision_of_the_accepted_value_refers_to_it(
@@ -94,10 +87,7 @@ def test_a_reference_to_a_missing_accepted_row_is_a_clear_error(
 ) -> None:
     with SqliteStorage.open(tmp_path, identity) as s:
         s.write([accepted(7, V), DecidedRecord(7, V)])
-    conn = sqlite3.connect(tmp_path / DB_FILE)
-    with conn:
-        conn.execute("DELETE FROM accepted WHERE slot = 7")
-    conn.close()
+    execute(tmp_path, "DELETE FROM accepted WHERE slot = 7")
     with SqliteStorage.open(tmp_path, identity) as s, pytest.raises(CorruptData) as info:
         s.load()
     assert "slot 7: refers to an accepted row that is missing" in str(info.value)
@@ -112,11 +102,11 @@ def test_a_version_4_database_is_upgraded_in_place(tmp_path: Path, identity: Nod
     records: list[Record] = [accepted(0, V), accepted(1, W), DecidedRecord(1, W)]
     with SqliteStorage.open(tmp_path, identity) as s:
         s.write(records)
-    conn = sqlite3.connect(tmp_path / DB_FILE)
-    with conn:
-        conn.execute("UPDATE decided SET value = (SELECT value FROM accepted WHERE slot = 1)")
-        conn.execute("UPDATE meta SET schema_version = 4")
-    conn.close()
+    execute(
+        tmp_path,
+        "UPDATE decided SET value = (SELECT value FROM accepted WHERE slot = 1)",
+        "UPDATE meta SET schema_version = 4",
+    )
     with SqliteStorage.open(tmp_path, identity) as s:
         assert s.load() == folded(records)
     conn = sqlite3.connect(tmp_path / DB_FILE)

@@ -15,6 +15,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from storage_helpers import execute
 
 from paxoi.core.records import SnapshotRecord
 from paxoi.core.snapshot import Snapshot
@@ -42,14 +43,6 @@ def piece_rows(data_dir: Path) -> list[int]:
         return [r[0] for r in conn.execute("SELECT idx FROM snapshot_piece ORDER BY idx")]
     finally:
         conn.close()
-
-
-def execute(data_dir: Path, *sql: str) -> None:
-    conn = sqlite3.connect(data_dir / DB_FILE)
-    with conn:
-        for statement in sql:
-            conn.execute(statement)
-    conn.close()
 
 
 def test_a_snapshot_sharing_segments_writes_only_the_new_ones(
