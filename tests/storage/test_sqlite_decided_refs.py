@@ -112,3 +112,19 @@ def test_a_version_4_database_is_upgraded_in_place(tmp_path: Path, identity: Nod
     conn = sqlite3.connect(tmp_path / DB_FILE)
     assert conn.execute("SELECT schema_version FROM meta").fetchone()[0] == SCHEMA_VERSION == 5
     conn.close()
+
+
+def test_what_it_remembers_stays_bounded(tmp_path: Path, identity: NodeIdentity) -> None:
+    """Accepted rows are remembered only until decided, references only above the base:
+    a learner's memory for this follows its snapshot period, not the log's length."""
+    from paxoi.core.records import SnapshotRecord
+    from paxoi.core.snapshot import Snapshot
+
+    with SqliteStorage.open(tmp_path, identity, fsync=False) as s:
+        for slot in range(300):
+            value = (Command("c", slot + 1, b"x"),)
+            s.write([accepted(slot, value)])
+            s.write([DecidedRecord(slot, value)])
+        assert s._accepted == {} and len(s._refs) == 300
+        s.write([SnapshotRecord(Snapshot(300, (b"state",)), 250)])
+        assert sorted(s._refs) == list(range(250, 300))

@@ -237,10 +237,11 @@ class SqliteStorage:
         #: statement costs the writer thread the GIL twice, and under load each time it
         #: may wait a switch interval (5 ms) for the event loop's thread to let go.
         self._promised: Ballot | None = None
-        #: The accepted row on disk of each slot (from the base), as the upsert keeps it,
-        #: and the slots whose decided row refers to it (`_REFERS`), with that value:
-        #: what write() decides references by. Set by load() and after each COMMIT;
-        #: emptied when a write fails (nothing refers until accepted rows are written).
+        #: The accepted row on disk of each undecided slot (from the base), as the upsert
+        #: keeps it, and the slots whose decided row refers to theirs (`_REFERS`), with
+        #: that value: what write() decides references by. Both bounded by the snapshot
+        #: period on a learner. Set by load() and after each COMMIT; emptied when a write
+        #: fails (nothing refers until accepted rows are written again).
         self._accepted: dict[Slot, PValue] = {}
         self._refs: dict[Slot, Batch] = {}
 
@@ -384,7 +385,8 @@ class SqliteStorage:
             else:
                 decided[slot] = self._batch(value, "decided", slot)
         with self._mutex:
-            self._accepted, self._refs = dict(accepted), refs
+            self._accepted = {slot: pv for slot, pv in accepted.items() if slot not in decided}
+            self._refs = refs
         return state
 
     def write(self, records: Sequence[Record]) -> None:
@@ -477,6 +479,8 @@ class SqliteStorage:
             except sqlite3.Error as e:
                 raise _db_error(e, self.db_path, "write") from e
             on_disk.update(accepted_now)
+            for slot in decisions:  # kept only while a decision may come to refer to it:
+                on_disk.pop(slot, None)  # so it stays small on a learner
             refs.update(new_refs)
             if base > old_base:  # the rows below are gone
                 on_disk = {slot: pv for slot, pv in on_disk.items() if slot >= base}
