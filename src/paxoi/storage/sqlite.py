@@ -128,8 +128,9 @@ _TABLES = {
         idx INTEGER PRIMARY KEY,
         data BLOB NOT NULL)""",
 }
-#: Tables each schema version has that version 4 keeps (an older version is upgraded by
-#: creating the rest; versions 2 and 3 hold their snapshot in other tables, converted).
+#: Tables each schema version has that the current one keeps (an older version is
+#: upgraded by creating the rest; versions 2 and 3 hold their snapshot in other tables,
+#: converted).
 _TABLES_OF = {
     1: set(_TABLES) - {"snapshot", "snapshot_piece"},
     2: set(_TABLES) - {"snapshot", "snapshot_piece"},
@@ -841,7 +842,8 @@ def _check_db(conn: sqlite3.Connection, db: Path) -> tuple[NodeIdentity, int]:
 def _upgrade(conn: sqlite3.Connection, db: Path, version: int, piece_size: int) -> None:
     """Bring an older schema up to SCHEMA_VERSION, in one transaction: create the tables
     it lacks, and store the snapshot of version 2 (its whole image in table snapshot) or
-    3 (the image in table snapshot_chunk) as a frame and pieces."""
+    3 (the image in table snapshot_chunk) as a frame and pieces. Version 4 needs only the
+    new number (5 adds decided rows that refer to the accepted row, which 4 cannot read)."""
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
