@@ -198,6 +198,11 @@ def test_snapshot_segments_reuse_the_sealed_chunks(monkeypatch) -> None:
     second = log.snapshot_segments()
     assert all(a is b for a, b in zip(first[:5], second[:5], strict=True))
     assert second[5] != first[5]
+    # The sealed ones (all but the tail), from any index: what storage gets as they seal.
+    for start in range(7):
+        sealed = log.sealed_segments(start)
+        assert len(sealed) == max(0, 5 - start)
+        assert all(a is b for a, b in zip(sealed, second[start:5], strict=True))
 
 
 def test_a_snapshot_of_another_chunking_restores_to_ours(monkeypatch) -> None:

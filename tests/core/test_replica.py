@@ -693,3 +693,44 @@ def test_snapshot_after_snapshot_commands_even_within_snapshot_every_slots() -> 
         c.run()
     # 15 commands in 3 slots (+ a no-op or so): past 10 commands, far from 1,000 slots
     assert all(c.nodes[n].replica.snapshot_slot > 0 for n in c.config.nodes)
+
+
+def test_sealed_segments_go_to_storage_lazily_as_they_seal(monkeypatch) -> None:
+    """A segmented machine's segments reach storage as they seal (SegmentRecord, lazily:
+    nothing waits for them), each once and as the very object later snapshots hold; a
+    replica recovered from a snapshot hands over only what seals after it."""
+    from paxoi.apps import chat
+    from paxoi.apps.chat import ChatLog
+    from paxoi.core import Node, SegmentRecord
+
+    monkeypatch.setattr(chat, "_SEGMENT_ENTRIES", 3)
+    cfg = ClusterConfig.separate(1, 3, 1, limits=Limits(snapshot_every=4, log_keep=0))
+
+    def segments(ready) -> list[tuple[int, bytes]]:
+        assert not [r for r in ready.persist if isinstance(r, SegmentRecord)]
+        return [(r.index, r.data) for r in ready.persist_lazy if isinstance(r, SegmentRecord)]
+
+    machine = ChatLog()
+    node = Node(LEARNER, cfg, random.Random(0), machine, None)
+    decide(node, 0, cmd("a", 1), cmd("b", 1))  # 2 entries: only the head is sealed
+    [(index, head)] = segments(node.take_ready())
+    assert index == 0 and head is machine.snapshot_segments()[0]
+    decide(node, 1, cmd("a", 2), cmd("b", 2))  # 4: the first chunk sealed
+    [(index, chunk)] = segments(node.take_ready())
+    assert index == 1 and chunk is machine.snapshot_segments()[1]
+    decide(node, 2, cmd("a", 3))
+    assert segments(node.take_ready()) == []
+    decide(node, 3, cmd("a", 4), cmd("b", 3), cmd("b", 4))  # 8: the second; a snapshot
+    ready = node.take_ready()
+    [(index, chunk)] = segments(ready)
+    [record] = snapshots(ready)
+    assert (
+        index == 2 and record.snapshot.segments[2] is chunk and len(record.snapshot.segments) == 4
+    )
+
+    disk = DurableState()
+    disk.apply(record)
+    again = Node(LEARNER, cfg, random.Random(0), ChatLog(), disk)
+    assert segments(again.take_ready()) == []  # the snapshot holds them
+    decide(again, 4, cmd("c", 1))  # 9 entries: the tail sealed as chunk 3
+    assert [i for i, _ in segments(again.take_ready())] == [3]

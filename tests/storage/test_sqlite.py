@@ -606,15 +606,22 @@ def test_the_database_stops_growing_with_snapshots(
 @pytest.mark.parametrize(
     "sql,detail",
     [
-        ("UPDATE snapshot_piece SET data = zeroblob(length(data))", "segment 0 checksum"),
+        ("UPDATE snapshot_segment SET data = zeroblob(length(data))", "segment 0 checksum"),
         (
-            "UPDATE snapshot_piece SET data = substr(data, 1, length(data) - 1)",
-            "piece 0 is not a blob of 2 bytes",
+            "UPDATE snapshot_segment SET data = substr(data, 1, length(data) - 1)",
+            "segment 0 is 1 bytes, not 2",
         ),
-        ("UPDATE snapshot_piece SET data = 'te'", "piece 0 is not a blob of 2 bytes"),
-        ("DELETE FROM snapshot_piece", "piece 0 of 1 is missing"),
-        ("INSERT INTO snapshot_piece VALUES (1, x'00')", "pieces beyond the snapshot's 1"),
-        ("DELETE FROM snapshot", "pieces of no snapshot"),
+        ("UPDATE snapshot_segment SET data = 'te'", "a part of segment 0 does not fit"),
+        ("DELETE FROM snapshot_segment", "segment 0 (CRC 0x"),
+        ("UPDATE snapshot_segment SET crc = crc + 1", "segment 0 (CRC 0x"),
+        (
+            "INSERT INTO snapshot_segment SELECT idx, crc, 1, x'00' FROM snapshot_segment",
+            "segment 0 is 3 bytes, not 2",
+        ),
+        (
+            "INSERT INTO snapshot_segment SELECT idx, crc, 2, x'00' FROM snapshot_segment",
+            "lacks part 1",
+        ),
         ("UPDATE snapshot SET slot = 9", "the frame is of slot 8, not 9"),
         ("UPDATE snapshot SET base = 9", "do not fit"),
         ("UPDATE snapshot SET base = -1", "do not fit"),

@@ -94,8 +94,8 @@ def test_a_reference_to_a_missing_accepted_row_is_a_clear_error(
 
 
 def test_a_version_4_database_is_upgraded_in_place(tmp_path: Path, identity: NodeIdentity) -> None:
-    """Version 4's decided rows all hold their value; version 5 reads them as they are
-    and only marks the database, so that an older paxoi refuses references it cannot
+    """Version 4's decided rows all hold their value; version 5 on reads them as they
+    are and marks the database, so that an older paxoi refuses references it cannot
     read."""
     from paxoi.storage import SCHEMA_VERSION
 
@@ -105,12 +105,14 @@ def test_a_version_4_database_is_upgraded_in_place(tmp_path: Path, identity: Nod
     execute(
         tmp_path,
         "UPDATE decided SET value = (SELECT value FROM accepted WHERE slot = 1)",
+        "CREATE TABLE snapshot_piece (idx INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+        "DROP TABLE snapshot_segment",
         "UPDATE meta SET schema_version = 4",
     )
     with SqliteStorage.open(tmp_path, identity) as s:
         assert s.load() == folded(records)
     conn = sqlite3.connect(tmp_path / DB_FILE)
-    assert conn.execute("SELECT schema_version FROM meta").fetchone()[0] == SCHEMA_VERSION == 5
+    assert conn.execute("SELECT schema_version FROM meta").fetchone()[0] == SCHEMA_VERSION == 6
     conn.close()
 
 

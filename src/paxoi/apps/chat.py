@@ -138,6 +138,12 @@ class ChatLog:
             segments.append(_pack(self._tail))
         return segments
 
+    def sealed_segments(self, start: int) -> list[bytes]:
+        """The head and every sealed chunk's bytes from segment `start` on."""
+        if start == 0:
+            return [_SNAPSHOT_HEAD, *self._encoded]
+        return self._encoded[start - 1 :]
+
     def restore(self, data: bytes) -> None:
         rows = _read_v2(data) if data.startswith(_SNAPSHOT_HEAD) else _read_v1(data)
         n = _SEGMENT_ENTRIES

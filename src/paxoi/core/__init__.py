@@ -39,6 +39,7 @@ from .records import (
     DurableState,
     PromisedRecord,
     Record,
+    SegmentRecord,
     SnapshotRecord,
 )
 from .replica import ClientSession, Replica
@@ -106,6 +107,7 @@ __all__ = [
     "Replica",
     "ReplyStatus",
     "Role",
+    "SegmentRecord",
     "SegmentedStateMachine",
     "Seq",
     "Slot",

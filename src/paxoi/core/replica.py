@@ -39,7 +39,7 @@ from .messages import (
     SnapshotChunk,
     SnapshotRequest,
 )
-from .records import DecidedRecord, Record, SnapshotRecord
+from .records import DecidedRecord, Record, SegmentRecord, SnapshotRecord
 from .snapshot import ClientEntry, Snapshot, SnapshotError, decode_snapshot, encode_snapshot
 from .statemachine import SegmentedStateMachine, StateMachine
 from .types import Batch, ClientId, Command, NodeId, Seq, Slot
@@ -131,6 +131,10 @@ class Replica:
         self._since_snapshot = 0
         self._outgoing: _Outgoing | None = None
         self._incoming: _Incoming | None = None
+        #: The machine, if its snapshots come in segments, and how many of its sealed
+        #: segments storage has been handed (`SegmentRecord`, lazily).
+        self._segmented = machine if isinstance(machine, SegmentedStateMachine) else None
+        self._sealed_out = 0
 
     @property
     def transferring(self) -> bool:
@@ -150,6 +154,7 @@ class Replica:
             self._restore_table(snapshot.clients)
             self.slot_out = self.snapshot_slot = snapshot.slot
             self._since_snapshot = 0
+            self._restored()
         self._replaying = True
         try:
             self._apply_ready()
@@ -196,6 +201,8 @@ class Replica:
             self.slot_out = slot + 1
         if self.slot_out != start:
             self._last_progress = self._now
+            if self._segmented is not None:
+                self._hand_over_sealed(self._segmented)
             limits = self._cfg.limits
             if limits.snapshot_every and (
                 self.slot_out - self.snapshot_slot >= limits.snapshot_every
@@ -279,11 +286,24 @@ class Replica:
             for client, last_seq, results in table
         }
 
+    def _hand_over_sealed(self, machine: SegmentedStateMachine) -> None:
+        """Segments sealed since the last call go to storage now, in the writes of the
+        next Readies, rather than all in the next snapshot's."""
+        for data in machine.sealed_segments(self._sealed_out):
+            self._persist(SegmentRecord(self._sealed_out, data))  # lazily
+            self._sealed_out += 1
+
+    def _restored(self) -> None:
+        """The machine's state was replaced (restored or installed): its sealed segments
+        are in the snapshot that replaced it, which storage holds or is about to."""
+        if self._segmented is not None:
+            self._sealed_out = len(self._segmented.sealed_segments(0))
+
     def _current(self) -> Snapshot:
         """The state now: every slot below `slot_out` applied."""
         machine = self.machine
-        if isinstance(machine, SegmentedStateMachine):
-            segments = tuple(machine.snapshot_segments())
+        if self._segmented is not None:
+            segments = tuple(self._segmented.snapshot_segments())
         else:
             segments = (machine.snapshot(),)
         return Snapshot(self.slot_out, segments, self._table())
@@ -325,6 +345,7 @@ class Replica:
         self._restore_table(snap.clients)
         self.slot_out = self.snapshot_slot = snap.slot
         self._since_snapshot = 0
+        self._restored()
         self.log.install(snap.slot)
         self._last_progress = self._now
         if self._snapshotted is not None:

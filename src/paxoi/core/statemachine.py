@@ -41,11 +41,20 @@ class SegmentedStateMachine(StateMachine, Protocol):
 
     Its snapshot comes in segments; paxoi checksums, stores and writes each segment
     object once, and a later snapshot that returns the same objects (or equal bytes)
-    costs only its new segments, not the whole state again."""
+    costs only its new segments, not the whole state again. A segment that will never
+    change again is *sealed*; the replica hands each one to storage as it seals, so a
+    snapshot's write holds only the segments after the last sealed one."""
 
     def snapshot_segments(self) -> Sequence[bytes]:
         """`snapshot()` as pieces whose concatenation it is; old pieces as the same
         objects each time. Called instead of snapshot() by the replica."""
+        ...
+
+    def sealed_segments(self, start: int) -> Sequence[bytes]:
+        """The sealed segments from index `start` on: those of `snapshot_segments()`
+        that every later snapshot will return unchanged (the same objects), until the
+        next `restore`. Called after every applied batch, so it must be cheap (usually
+        nothing new)."""
         ...
 
 

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..core.records import AcceptedRecord, DecidedRecord, Record, SnapshotRecord
+from ..core.records import AcceptedRecord, DecidedRecord, Record, SegmentRecord, SnapshotRecord
 from .base import Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -239,9 +239,9 @@ class GroupCommitter:
 
 def _small(records: Sequence[Record], commands: int, size: int) -> bool:
     """Whether `records` hold at most `commands` commands of at most `size` bytes of
-    payload in all, and no snapshot."""
+    payload in all, and no snapshot or segment of one."""
     for r in records:
-        if isinstance(r, SnapshotRecord):
+        if isinstance(r, (SnapshotRecord, SegmentRecord)):
             return False
         value = (
             r.pvalue.value if isinstance(r, AcceptedRecord)

@@ -7,12 +7,13 @@ Snapshots: a `SnapshotRecord` replaces the one row of table `snapshot` (the newe
 snapshot wins) and, in the same transaction, deletes the decided and accepted rows
 below its `base`, so the database stops growing with the log (freed pages are reused).
 The row holds the image's frame (slot, segment lengths and CRCs, client table; see
-core/snapshot.py); the segments follow in table `snapshot_piece`, one after another,
-each cut into pieces of at most `piece_size` bytes. A new snapshot writes only from its
-first segment that differs from the stored ones: a chat's segments are the same objects
-from one snapshot to the next but for the last, so rewriting (or even checksumming) the
-whole chat, 100s of MB, would stall every promise and accept queued behind it on the
-group-commit thread.
+core/snapshot.py); the segments are in table `snapshot_segment`, keyed by their index
+and CRC, each cut into parts of at most `piece_size` bytes. A segment that seals reaches
+storage before any snapshot refers to it (`SegmentRecord`, in the ordinary writes), so
+a snapshot's own transaction writes only its frame and the segments that changed since
+(a chat's tail): rewriting the whole chat, 100s of MB, or even the 100 MB of one period's
+new 1 KiB messages, would stall every promise and accept queued behind it on the
+group-commit thread. What a write stores and drops is decided in storage/segments.py.
 
 WAL mode with `synchronous=FULL` makes each commit one append and one fsync of the WAL,
 so one `write()` (one transaction) costs one sync however many records it carries: that
@@ -39,10 +40,9 @@ import sqlite3
 import stat
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..core.records import (
     AcceptedRecord,
@@ -51,13 +51,13 @@ from ..core.records import (
     DurableState,
     PromisedRecord,
     Record,
+    SegmentRecord,
     SnapshotRecord,
 )
 from ..core.snapshot import (
     Snapshot,
     SnapshotError,
     assemble_snapshot,
-    crc32,
     decode_frame,
     decode_snapshot,
     encode_frame,
@@ -72,6 +72,7 @@ from .base import (
     NodeIdentity,
     StorageError,
 )
+from .segments import Key, SegmentIndex, SegmentPlan, plan_segments
 
 DB_FILE = "data.db"
 LOCK_FILE = "LOCK"
@@ -81,10 +82,11 @@ CREATING_FILE = "data.db.creating"
 #: Bumped on any incompatible change of the tables below; older paxoi refuses newer data.
 #: 2: table snapshot. 3: the snapshot's image in table snapshot_chunk. 4: its frame in
 #: table snapshot, its segments in table snapshot_piece. 5: a decided row's value may be
-#: empty, meaning the accepted row's (`_REFERS`). Older versions are upgraded in place
-#: when opened.
-SCHEMA_VERSION = 5
-#: Default longest piece a snapshot segment is stored in: big enough that per-row costs
+#: empty, meaning the accepted row's (`_REFERS`). 6: segments in table snapshot_segment,
+#: keyed by index and CRC (stored ahead of the snapshot that refers to them). Older
+#: versions are upgraded in place when opened.
+SCHEMA_VERSION = 6
+#: Default longest part a snapshot segment is stored in: big enough that per-row costs
 #: vanish, and far below SQLite's limit on one blob (1 GB) for a machine that gives its
 #: whole state as one segment.
 SNAPSHOT_PIECE = 1024 * 1024
@@ -115,28 +117,31 @@ _TABLES = {
     "proposer": """CREATE TABLE proposer (
         id INTEGER PRIMARY KEY CHECK (id = 0),
         round_used INTEGER NOT NULL)""",
-    # Segment k of the frame is pieces [first, first + ceil(length / piece_size)), where
-    # first counts the pieces of the segments before it; each piece but a segment's last
-    # is piece_size bytes long.
+    # Segment k of the frame, of CRC c, is the rows (k, c, part) in part order; rows
+    # the frame does not list are segments sealed since, for the next snapshot.
     "snapshot": """CREATE TABLE snapshot (
         id INTEGER PRIMARY KEY CHECK (id = 0),
         slot INTEGER NOT NULL,
         base INTEGER NOT NULL,
         frame BLOB NOT NULL,
         piece_size INTEGER NOT NULL)""",
-    "snapshot_piece": """CREATE TABLE snapshot_piece (
-        idx INTEGER PRIMARY KEY,
-        data BLOB NOT NULL)""",
+    "snapshot_segment": """CREATE TABLE snapshot_segment (
+        idx INTEGER NOT NULL,
+        crc INTEGER NOT NULL,
+        part INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (idx, crc, part))""",
 }
-#: Tables each schema version has that the current one keeps (an older version is
-#: upgraded by creating the rest; versions 2 and 3 hold their snapshot in other tables,
-#: converted).
+#: Tables each schema version must have of those the current one keeps (an older
+#: version is upgraded by creating the rest; versions 2 to 5 hold their snapshot in
+#: other tables, converted).
 _TABLES_OF = {
-    1: set(_TABLES) - {"snapshot", "snapshot_piece"},
-    2: set(_TABLES) - {"snapshot", "snapshot_piece"},
-    3: set(_TABLES) - {"snapshot", "snapshot_piece"},
-    4: set(_TABLES),
-    5: set(_TABLES),
+    1: set(_TABLES) - {"snapshot", "snapshot_segment"},
+    2: set(_TABLES) - {"snapshot", "snapshot_segment"},
+    3: set(_TABLES) - {"snapshot", "snapshot_segment"},
+    4: set(_TABLES) - {"snapshot_segment"},
+    5: set(_TABLES) - {"snapshot_segment"},
+    6: set(_TABLES),
 }
 #: SQLite keeps a WAL file at its largest size unless told otherwise; a snapshot makes
 #: one big transaction, so let the WAL shrink back after checkpoints.
@@ -164,18 +169,22 @@ _REFERS = b""
 #: Rows per statement in `_insert_rows` (SQLite's limit: 32,766 parameters).
 _ROWS_PER_STATEMENT = 64
 _RAISE_ROUND = "UPDATE proposer SET round_used = ?1 WHERE id = 0 AND round_used < ?1"
-# The newest snapshot wins (the row changes, and then its pieces, only if it is newer);
-# the base only grows; rows below the base go.
+# The newest snapshot wins (write() knows which is newer, and checks: the upsert changes
+# the row only then); the base only grows; rows below the base go.
 _PUT_SNAPSHOT = """INSERT INTO snapshot (id, slot, base, frame, piece_size) VALUES (0, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE
     SET slot = excluded.slot, base = max(base, excluded.base), frame = excluded.frame,
         piece_size = excluded.piece_size
     WHERE excluded.slot > snapshot.slot"""
-_PUT_PIECES = ("INSERT OR REPLACE INTO snapshot_piece (idx, data) VALUES ", "(?, ?)", "")
-#: Pieces go many to one statement, one step (see `_insert_rows`), with at most this
+_PUT_PARTS = (
+    "INSERT OR REPLACE INTO snapshot_segment (idx, crc, part, data) VALUES ",
+    "(?, ?, ?, ?)",
+    "",
+)
+#: Parts go many to one statement, one step (see `_insert_rows`), with at most this
 #: many bytes of them bound (copied) at once.
-_PIECE_BYTES_PER_STATEMENT = 16 * 1024 * 1024
-_DROP_PIECES = "DELETE FROM snapshot_piece WHERE idx >= ?"
+_PART_BYTES_PER_STATEMENT = 16 * 1024 * 1024
+_DROP_SEGMENTS = ("DELETE FROM snapshot_segment WHERE (idx, crc) IN (VALUES ", "(?, ?)", ")")
 _RAISE_BASE = "UPDATE snapshot SET base = ?1 WHERE id = 0 AND base < ?1"
 _DROP_DECIDED = "DELETE FROM decided WHERE slot < ?"
 _DROP_ACCEPTED = "DELETE FROM accepted WHERE slot < ?"
@@ -212,6 +221,8 @@ class SqliteStorage:
         lock_fd: int,
         fsync: bool,
         base: int = 0,
+        snapshot_slot: int = -1,
+        keys: Sequence[Key] = (),
         piece_size: int = SNAPSHOT_PIECE,
     ) -> None:
         if piece_size <= 0:
@@ -221,18 +232,19 @@ class SqliteStorage:
         self.identity = identity
         self.fsync = fsync
         self.piece_size = piece_size
-        #: Snapshot pieces written so far (unchanged ones are not): for tests and metrics.
+        #: Snapshot segment parts written so far (unchanged ones are not): for tests and
+        #: metrics.
         self.pieces_written = 0
         self._conn: sqlite3.Connection | None = conn
         self._lock_fd = lock_fd
         self._mutex = threading.Lock()
         #: Decided and accepted rows below this are covered by the stored snapshot.
         self._base = base
-        #: The stored snapshot's segments (the very objects written or loaded, shared
-        #: with the state machine), their CRCs, and the piece size they are stored in:
-        #: set by load() and by each snapshot write() once committed. A segment not
-        #: known here is written whatever it holds, so empty is always safe.
-        self._stored: _Stored | None = None
+        #: The stored segments (see storage/segments.py) and the stored snapshot's slot
+        #: (-1: none), as last committed; None after a failed write, when what is on
+        #: disk is read again (keys only) by the next write.
+        self._segments: SegmentIndex | None = SegmentIndex.of_keys(keys)
+        self._snapshot_slot: int | None = snapshot_slot
         #: The promised ballot on disk, when known (load() reads it, each write() that
         #: commits may raise it): a write skips the UPDATE that would not raise it. Every
         #: statement costs the writer thread the GIL twice, and under load each time it
@@ -294,7 +306,7 @@ class SqliteStorage:
                 _check_identity(data_dir, stored, identity)
                 if version < SCHEMA_VERSION:
                     _upgrade(conn, db, version, piece_size)
-                base = _stored_base(conn, db)
+                base, snapshot_slot, keys = _stored_layout(conn, db)
             except BaseException:
                 conn.close()
                 raise
@@ -308,6 +320,8 @@ class SqliteStorage:
             lock_fd=lock_fd,
             fsync=fsync,
             base=base,
+            snapshot_slot=snapshot_slot,
+            keys=keys,
             piece_size=piece_size,
         )
 
@@ -316,8 +330,7 @@ class SqliteStorage:
     def load(self) -> DurableState:
         """Rebuild the DurableState; a row that does not decode raises CorruptData.
 
-        Also remembers the stored snapshot's segments, which write() compares a new
-        snapshot's with."""
+        Also remembers the stored segments, which write() compares new ones with."""
         with self._mutex:
             conn = self._open_conn()
             try:
@@ -332,26 +345,32 @@ class SqliteStorage:
                     snapshot_rows = conn.execute(
                         "SELECT slot, base, frame, piece_size FROM snapshot"
                     ).fetchall()
-                    piece_rows = conn.execute(
-                        "SELECT idx, data FROM snapshot_piece ORDER BY idx"
+                    part_rows = conn.execute(
+                        "SELECT idx, crc, part, data FROM snapshot_segment ORDER BY idx, crc, part"
                     ).fetchall()
                 finally:
                     conn.execute("COMMIT")
             except sqlite3.Error as e:
                 raise _db_error(e, self.db_path, "read") from e
-            self._stored = None
             if len(snapshot_rows) > 1:
                 raise self._corrupt("table snapshot holds more than one row")
-            if not snapshot_rows and piece_rows:
-                raise self._corrupt("table snapshot_piece holds pieces of no snapshot")
+            stored = self._segment_bytes(part_rows)
+            del part_rows  # the segments' second copy
             snapshot = base = None
+            index = SegmentIndex(dict(stored))
+            listed: set[Key] = set()
             for slot, base, frame, piece_size in snapshot_rows:
-                snapshot, crcs = self._snapshot(slot, base, frame, piece_size, piece_rows)
-                # Under the mutex, so no write() changes the pieces between the read and this.
-                self._stored = _Stored(snapshot.segments, crcs, piece_size)
-            if not snapshot_rows:
-                self._stored = _Stored((), [], self.piece_size)
-            del piece_rows  # the segments' second copy (the first is in snapshot)
+                snapshot, crcs = self._snapshot(slot, base, frame, piece_size, stored)
+                listed.update(enumerate(crcs))
+                index.latest.update((i, (stored[i, crc], crc)) for i, crc in listed)
+            # The rows no frame lists are segments sealed after the stored snapshot: the
+            # newest at their index (any other was dropped by the snapshot's write).
+            for (i, crc), data in stored.items():
+                if (i, crc) not in listed:
+                    index.latest[i] = (data, crc)
+            # Under the mutex, so no write() changes the segments between the read and this.
+            self._segments = index
+            self._snapshot_slot = snapshot.slot if snapshot is not None else -1
 
         state = DurableState()
         if len(promised_rows) != 1 or len(round_rows) != 1:
@@ -400,6 +419,8 @@ class SqliteStorage:
         accepted_pvs: list[PValue] = []
         decisions: dict[Slot, Batch] = {}
         snapshot: SnapshotRecord | None = None
+        #: Segment and snapshot records in order: it says which segment is newest where.
+        steps: list[SegmentRecord | SnapshotRecord] = []
         base = self._base
         for r in records:
             if isinstance(r, DecidedRecord):
@@ -411,10 +432,13 @@ class SqliteStorage:
                 accepted_pvs.append(pv)
                 if promised is None or b > promised:
                     promised = b
+            elif isinstance(r, SegmentRecord):
+                steps.append(r)
             elif isinstance(r, SnapshotRecord):
                 if snapshot is None or r.snapshot.slot > snapshot.snapshot.slot:
                     snapshot = r
                 base = max(base, r.base)
+                steps.append(r)
             elif isinstance(r, PromisedRecord):
                 if promised is None or r.ballot > promised:
                     promised = r.ballot
@@ -431,9 +455,10 @@ class SqliteStorage:
 
         with self._mutex:
             conn = self._open_conn()
-            # What is on disk is unknown until COMMIT returns; if it raises, the stored
-            # segments stay forgotten and the next snapshot writes every one.
-            stored, self._stored = self._stored, None
+            # What is on disk is unknown until COMMIT returns; if it raises, the next
+            # write reads what is there again.
+            index, self._segments = self._segments, None
+            stored_slot, self._snapshot_slot = self._snapshot_slot, None
             old_base = self._base
             known, self._promised = self._promised, None
             on_disk, self._accepted = self._accepted, {}
@@ -441,13 +466,21 @@ class SqliteStorage:
             accepted_now, decided_rows, new_refs = _decided_rows(
                 on_disk, refs, accepted_pvs, decisions
             )
-            newer = False
-            plan: _SnapshotPlan | None = None
-            if snapshot is not None:
-                plan = _plan(snapshot.snapshot, stored, self.piece_size)
+            newer: SnapshotRecord | None = None
+            plan: SegmentPlan | None = None
+            parts = 0
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    if steps and (index is None or stored_slot is None):
+                        _, stored_slot, keys = _stored_layout(conn, self.db_path)
+                        index = SegmentIndex.of_keys(keys)
+                    if steps:
+                        assert index is not None and stored_slot is not None
+                        if snapshot is not None and snapshot.snapshot.slot > stored_slot:
+                            newer = snapshot
+                        plan = plan_segments(index, _segment_steps(steps, newer))
+                        parts = _insert_segments(conn, plan.writes, self.piece_size)
                     if promised is not None and (known is None or promised > known):
                         conn.execute(_RAISE_PROMISED, (promised.round, promised.node))
                     if accepted_rows:
@@ -456,16 +489,17 @@ class SqliteStorage:
                         _insert_rows(conn, _PUT_DECIDED, decided_rows)
                     if round_used is not None:
                         conn.execute(_RAISE_ROUND, (round_used,))
-                    if snapshot is not None and plan is not None:
-                        row = (snapshot.snapshot.slot, base, plan.frame, self.piece_size)
+                    if snapshot is not None:
                         # Each statement costs a GIL hand-off (see `_promised`), so none
                         # that would change nothing: the upsert raises the base when
                         # newer, and the rows below the old base are gone already.
-                        newer = conn.execute(_PUT_SNAPSHOT, row).rowcount == 1
-                        if newer:  # write the pieces that differ, drop those past the end
-                            _insert_pieces(conn, plan.pieces)
-                            if plan.drop:
-                                conn.execute(_DROP_PIECES, (plan.count,))
+                        if newer is not None and plan is not None and plan.crcs is not None:
+                            frame = encode_frame(newer.snapshot, plan.crcs)
+                            row = (newer.snapshot.slot, base, frame, self.piece_size)
+                            if conn.execute(_PUT_SNAPSHOT, row).rowcount != 1:
+                                raise self._corrupt("table snapshot changed under this node")
+                            if plan.drops:
+                                _insert_rows(conn, _DROP_SEGMENTS, plan.drops)
                         else:
                             conn.execute(_RAISE_BASE, (base,))
                         if base > old_base:
@@ -488,11 +522,9 @@ class SqliteStorage:
                 refs = {slot: v for slot, v in refs.items() if slot >= base}
             self._accepted, self._refs = on_disk, refs
             self._base = base
-            if newer and snapshot is not None and plan is not None:
-                self._stored = _Stored(snapshot.snapshot.segments, plan.crcs, self.piece_size)
-                self.pieces_written += len(plan.pieces)
-            else:
-                self._stored = stored
+            self._segments = plan.after if plan is not None else index
+            self._snapshot_slot = newer.snapshot.slot if newer is not None else stored_slot
+            self.pieces_written += parts
             if known is not None and promised is not None and promised > known:
                 known = promised
             self._promised = known
@@ -547,16 +579,32 @@ class SqliteStorage:
             return BOTTOM
         return Ballot(rnd, node)
 
+    def _segment_bytes(self, part_rows: list[tuple[object, ...]]) -> dict[Key, bytes]:
+        """Each stored segment's parts joined; parts must be blobs numbered from 0."""
+        parts: dict[Key, list[bytes]] = {}
+        for idx, crc, part, data in part_rows:
+            if type(idx) is not int or type(crc) is not int or type(data) is not bytes:
+                raise self._corrupt(
+                    f"table snapshot_segment: a part of segment {idx!r} does not fit"
+                )
+            have = parts.setdefault((idx, crc), [])
+            if part != len(have):
+                raise self._corrupt(
+                    f"table snapshot_segment: segment {idx} (CRC {crc:#x}) lacks part {len(have)}"
+                )
+            have.append(data)
+        return {key: p[0] if len(p) == 1 else b"".join(p) for key, p in parts.items()}
+
     def _snapshot(
         self,
         slot: object,
         base: object,
         frame: object,
         piece_size: object,
-        piece_rows: list[tuple[int, object]],
+        stored: dict[Key, bytes],
     ) -> tuple[Snapshot, list[int]]:
-        """Reassemble the snapshot from its frame and pieces (all there, each of the
-        right length, every segment matching its CRC), and its segments' CRCs."""
+        """Reassemble the snapshot from its frame and segments (all there, each of the
+        right length and matching its CRC), and its segments' CRCs."""
         if type(slot) is not int or type(base) is not int or not 0 <= base <= slot:
             raise self._corrupt(f"table snapshot: slot {slot!r} and base {base!r} do not fit")
         if type(frame) is not bytes or type(piece_size) is not int or piece_size < 1:
@@ -570,28 +618,15 @@ class SqliteStorage:
             raise self._corrupt(f"table snapshot, slot {slot}: {e}") from None
         if decoded.slot != slot:
             raise self._corrupt(f"table snapshot: the frame is of slot {decoded.slot}, not {slot}")
-        count = sum(_pieces_of(length, piece_size) for length, _ in decoded.segments)
-        indices = [i for i, _ in piece_rows]
-        if indices != list(range(count)):
-            missing = sorted(set(range(count)).difference(indices))
-            raise self._corrupt(
-                f"table snapshot_piece: piece {missing[0]} of {count} is missing"
-                if missing
-                else f"table snapshot_piece: pieces beyond the snapshot's {count}"
-            )
         segments: list[bytes] = []
-        rows = iter(piece_rows)
-        for length, _ in decoded.segments:
-            parts: list[bytes] = []
-            for _ in range(_pieces_of(length, piece_size)):
-                i, data = next(rows)
-                want = min(piece_size, length - len(parts) * piece_size)
-                if type(data) is not bytes or len(data) != want:
-                    raise self._corrupt(
-                        f"table snapshot_piece: piece {i} is not a blob of {want} bytes"
-                    )
-                parts.append(data)
-            segments.append(parts[0] if len(parts) == 1 else b"".join(parts))
+        for i, (_, crc) in enumerate(decoded.segments):
+            segment = stored.get((i, crc))
+            if segment is None:
+                raise self._corrupt(
+                    f"table snapshot_segment: segment {i} (CRC {crc:#x}) of "
+                    f"{len(decoded.segments)} is missing"
+                )
+            segments.append(segment)
         try:
             snap = assemble_snapshot(decoded, segments)
         except SnapshotError as e:
@@ -841,22 +876,28 @@ def _check_db(conn: sqlite3.Connection, db: Path) -> tuple[NodeIdentity, int]:
 
 def _upgrade(conn: sqlite3.Connection, db: Path, version: int, piece_size: int) -> None:
     """Bring an older schema up to SCHEMA_VERSION, in one transaction: create the tables
-    it lacks, and store the snapshot of version 2 (its whole image in table snapshot) or
-    3 (the image in table snapshot_chunk) as a frame and pieces. Version 4 needs only the
-    new number (5 adds decided rows that refer to the accepted row, which 4 cannot read)."""
+    it lacks, and store the snapshot of version 2 (its whole image in table snapshot),
+    3 (the image in table snapshot_chunk) or 4 and 5 (a frame in table snapshot, the
+    segments one after another in table snapshot_piece) as a frame and segments. (5
+    added decided rows that refer to the accepted row, which 4 cannot read.)"""
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
             old: list[tuple[object, object, object]] = []
             if version == 2:
                 old = conn.execute("SELECT slot, base, image FROM snapshot").fetchall()
-            elif version == 3:
-                chunks = conn.execute("SELECT data FROM snapshot_chunk ORDER BY idx").fetchall()
+            elif version in (3, 4, 5):
+                table = "snapshot_chunk" if version == 3 else "snapshot_piece"
+                chunks = conn.execute(f"SELECT data FROM {table} ORDER BY idx").fetchall()
                 joined = b"".join(c for (c,) in chunks if type(c) is bytes)
-                rows = conn.execute("SELECT slot, base FROM snapshot").fetchall()
-                old = [(slot, base, joined) for slot, base in rows]
-                conn.execute("DROP TABLE snapshot_chunk")
-            if version in (2, 3):
+                what = "base, frame" if version > 3 else "base, x''"
+                rows = conn.execute(f"SELECT slot, {what} FROM snapshot").fetchall()
+                old = [
+                    (slot, base, head + joined if type(head) is bytes else head)
+                    for slot, base, head in rows
+                ]
+                conn.execute(f"DROP TABLE {table}")
+            if version in (2, 3, 4, 5):
                 conn.execute("DROP TABLE snapshot")
             existing = {
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -870,9 +911,11 @@ def _upgrade(conn: sqlite3.Connection, db: Path, version: int, piece_size: int) 
                     snap = decode_snapshot(image)
                 except SnapshotError as e:
                     raise CorruptData(_corrupt_message(db, f"table snapshot: {e}")) from None
-                plan = _plan(snap, None, piece_size)
-                conn.execute(_PUT_SNAPSHOT, (slot, base, plan.frame, piece_size))
-                _insert_pieces(conn, plan.pieces)
+                plan = plan_segments(SegmentIndex(), [snap])
+                assert plan.crcs is not None
+                frame = encode_frame(snap, plan.crcs)
+                conn.execute(_PUT_SNAPSHOT, (slot, base, frame, piece_size))
+                _insert_segments(conn, plan.writes, piece_size)
             conn.execute("UPDATE meta SET schema_version = ? WHERE id = 0", (SCHEMA_VERSION,))
             conn.execute("COMMIT")
         except BaseException:
@@ -884,13 +927,20 @@ def _upgrade(conn: sqlite3.Connection, db: Path, version: int, piece_size: int) 
         raise _db_error(e, db, "upgrade") from e
 
 
-def _stored_base(conn: sqlite3.Connection, db: Path) -> int:
-    """The stored snapshot's base (0 without one); a bad value is reported by load()."""
+def _stored_layout(conn: sqlite3.Connection, db: Path) -> tuple[int, int, list[Key]]:
+    """The stored snapshot's base (0 without one) and slot (-1 without one), and the
+    keys of the stored segments; bad values are reported by load()."""
     try:
-        row = conn.execute("SELECT base FROM snapshot WHERE id = 0").fetchone()
+        row = conn.execute("SELECT base, slot FROM snapshot WHERE id = 0").fetchone()
+        keys = conn.execute("SELECT idx, crc FROM snapshot_segment WHERE part = 0").fetchall()
     except sqlite3.Error as e:
         raise _db_error(e, db, "read") from e
-    return row[0] if row is not None and type(row[0]) is int and row[0] >= 0 else 0
+    base, slot = row if row is not None else (0, -1)
+    return (
+        base if type(base) is int and base >= 0 else 0,
+        slot if type(slot) is int else -1,
+        [(idx, crc) for idx, crc in keys],
+    )
 
 
 def _check_identity(data_dir: Path, stored: NodeIdentity, wanted: NodeIdentity) -> None:
@@ -969,77 +1019,41 @@ def _same(a: Batch, b: Batch) -> bool:
     return a is b or a == b
 
 
-@dataclass(frozen=True, slots=True)
-class _SnapshotPlan:
-    """What writing a snapshot takes, given what is stored."""
-
-    frame: bytes
-    #: Every segment's CRC.
-    crcs: list[int]
-    #: The (index, bytes) rows to write: the pieces of the first segment that differs
-    #: from the stored ones and of every segment after it.
-    pieces: list[tuple[int, memoryview]]
-    #: The snapshot's pieces in all (those from here on are dropped).
-    count: int
-    #: Whether pieces from `count` on may be stored (and must be dropped).
-    drop: bool
+def _segment_steps(
+    steps: list[SegmentRecord | SnapshotRecord], newer: SnapshotRecord | None
+) -> list[SegmentRecord | Snapshot]:
+    """The segment records, and the one snapshot to write where it came (the others are
+    not newer than what is stored: their segments are not written)."""
+    return [
+        step if isinstance(step, SegmentRecord) else step.snapshot
+        for step in steps
+        if isinstance(step, SegmentRecord) or step is newer
+    ]
 
 
-class _Stored(NamedTuple):
-    """The snapshot on disk, as far as write() needs to know it."""
-
-    #: Its segments: the very objects written or loaded (shared with the machine).
-    segments: tuple[bytes, ...]
-    crcs: list[int]
-    piece_size: int
-
-
-def _plan(snap: Snapshot, stored: _Stored | None, piece_size: int) -> _SnapshotPlan:
-    """Which of `snap`'s pieces to write, given the `stored` snapshot (None: unknown).
-
-    A segment counts as stored if it is the very object stored (a chat's old segments,
-    compared in no time) or equal to it (after a restart: a memcmp, still far cheaper
-    than a checksum). Only segments from the first that differs are checksummed."""
-    segments = snap.segments
-    same = 0
-    old_crcs: list[int] = []
-    drop = True
-    if stored is not None and stored.piece_size == piece_size:
-        old_crcs = stored.crcs
-        for new, before in zip(segments, stored.segments, strict=False):
-            if new is not before and new != before:
-                break
-            same += 1
-    crcs = old_crcs[:same] + [crc32(s) for s in segments[same:]]
-    first = sum(_pieces_of(len(s), piece_size) for s in segments[:same])
-    pieces: list[tuple[int, memoryview]] = []
-    for segment in segments[same:]:
-        view = memoryview(segment)
-        for start in range(0, len(segment), piece_size):
-            pieces.append((first + len(pieces), view[start : start + piece_size]))
-    count = first + len(pieces)
-    if stored is not None:
-        drop = count < sum(_pieces_of(len(s), stored.piece_size) for s in stored.segments)
-    return _SnapshotPlan(encode_frame(snap, crcs), crcs, pieces, count, drop)
-
-
-def _insert_pieces(conn: sqlite3.Connection, pieces: list[tuple[int, memoryview]]) -> None:
-    """`pieces` in as few statements as `_ROWS_PER_STATEMENT` and
-    `_PIECE_BYTES_PER_STATEMENT` allow."""
+def _insert_segments(
+    conn: sqlite3.Connection, segments: list[tuple[Key, bytes]], piece_size: int
+) -> int:
+    """`segments` in parts of at most `piece_size` bytes, in as few statements as
+    `_ROWS_PER_STATEMENT` and `_PART_BYTES_PER_STATEMENT` allow; the parts written."""
+    rows: list[tuple[int, int, int, memoryview]] = []
+    for (idx, crc), data in segments:
+        view = memoryview(data)
+        for part, start in enumerate(range(0, len(data), piece_size)):
+            rows.append((idx, crc, part, view[start : start + piece_size]))
+        if not data:
+            rows.append((idx, crc, 0, view))
     start = size = 0
-    for i, (_, data) in enumerate(pieces):
+    for i, row in enumerate(rows):
         if i > start and (
-            size + len(data) > _PIECE_BYTES_PER_STATEMENT or i - start == _ROWS_PER_STATEMENT
+            size + len(row[3]) > _PART_BYTES_PER_STATEMENT or i - start == _ROWS_PER_STATEMENT
         ):
-            _insert_rows(conn, _PUT_PIECES, pieces[start:i])
+            _insert_rows(conn, _PUT_PARTS, rows[start:i])
             start, size = i, 0
-        size += len(data)
-    if start < len(pieces):
-        _insert_rows(conn, _PUT_PIECES, pieces[start:])
-
-
-def _pieces_of(length: int, piece_size: int) -> int:
-    return -(-length // piece_size)
+        size += len(row[3])
+    if start < len(rows):
+        _insert_rows(conn, _PUT_PARTS, rows[start:])
+    return len(rows)
 
 
 def _uri(path: Path, mode: str) -> str:
