@@ -842,7 +842,9 @@ def _check_db(conn: sqlite3.Connection, db: Path) -> tuple[NodeIdentity, int]:
     try:
         problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
         if problems != ["ok"]:
-            raise CorruptData(_corrupt_message(db, "; ".join(map(str, problems))))
+            # One line: a problem may span several ("*** in database main ***\nPage 6...").
+            detail = "; ".join(" ".join(str(p).split()) for p in problems)
+            raise CorruptData(_corrupt_message(db, detail))
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not tables:  # what a file truncated to nothing looks like to SQLite
