@@ -33,6 +33,7 @@ from paxoi.core.messages import (
 from paxoi.core.types import Ballot, Command, PValue, Role
 from paxoi.wire.messages import (
     CONTROL_ACTIONS,
+    ClientReplies,
     Control,
     ControlReply,
     ErrorReply,
@@ -43,6 +44,7 @@ from paxoi.wire.messages import (
     StatusReply,
     StatusRequest,
     Submit,
+    Submits,
     Subscribe,
 )
 
@@ -80,6 +82,15 @@ def _snapshot_chunk() -> st.SearchStrategy[SnapshotChunk]:
 def _catchup_request() -> st.SearchStrategy[CatchupRequest]:
     return st.builds(
         lambda src, a, b: CatchupRequest(src, min(a, b), max(a, b)), node_ids, slots, slots
+    )
+
+
+def _submits() -> st.SearchStrategy[Submits]:
+    """Two or more commands of one client (the wire carries its id once)."""
+    return st.builds(
+        lambda client, rest: Submits(client, tuple(Command(client, q, p) for q, p in rest)),
+        client_ids,
+        st.lists(st.tuples(st.integers(1, MAX_INT), payloads), min_size=2, max_size=5),
     )
 
 
@@ -136,6 +147,12 @@ MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     ),
     ControlReply: st.builds(ControlReply, st.booleans(), st.text(max_size=40)),
     Submit: st.builds(Submit, st.builds(Command, client_ids, st.integers(1, MAX_INT), payloads)),
+    Submits: _submits(),
+    ClientReplies: st.builds(
+        ClientReplies,
+        client_ids,
+        st.lists(st.tuples(nats, payloads), min_size=2, max_size=5).map(tuple),
+    ),
     Subscribe: st.builds(Subscribe, slots),
     LogEntries: st.builds(
         LogEntries, st.lists(st.tuples(slots, commands, payloads), max_size=5).map(tuple)

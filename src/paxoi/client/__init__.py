@@ -6,6 +6,7 @@ from .client import (
     Client,
     ClientClosed,
     ClientError,
+    PipelineFull,
     ServerRefused,
     SubmitTimeout,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "ClientError",
     "HistoryError",
     "HistoryRecorder",
+    "PipelineFull",
     "RecordingKV",
     "ServerRefused",
     "SubmitTimeout",

@@ -5,12 +5,16 @@ every resend (after a timeout, a redirect, a reconnect) carries the same
 (client id, seq), so the replicas' client table applies it at most once. The client
 talks to one server at a time: it follows NOT_LEADER redirects, and moves to another
 server when the current one goes silent. `max_outstanding` bounds the pipeline:
-1 is the "send the next when the previous is answered" mode.
+1 is the "send the next when the previous is answered" mode. `submit` waits for room
+in it; `submit_nowait` hands back a future at once, for callers that keep many commands
+in flight without an asyncio task for each (a task wake-up per command costs more than
+the rest of the client's work on it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import math
@@ -35,6 +39,7 @@ from ..wire.framing import frame
 from ..wire.messages import (
     ERROR_BUSY,
     KIND_CLIENT,
+    ClientReplies,
     Control,
     ControlReply,
     ErrorReply,
@@ -45,6 +50,7 @@ from ..wire.messages import (
     StatusReply,
     StatusRequest,
     Submit,
+    Submits,
     Subscribe,
 )
 from ..wire.values import DecodeError
@@ -76,6 +82,11 @@ class ClientClosed(ClientError):
 
 class ServerRefused(ClientError):
     """A server refused this client (wrong cluster, bad request, ...)."""
+
+
+class PipelineFull(ClientError):
+    """`submit_nowait` with `max_outstanding` requests in flight already: nothing was
+    sent. Wait for one of them to be answered (or use `submit`, which waits)."""
 
 
 @dataclass
@@ -129,10 +140,14 @@ class AsyncClient:
         random.shuffle(self._order)
         self.target: NodeId = self._order[0]
         self._seq = itertools.count(1)
-        self._window = asyncio.Semaphore(max_outstanding)
+        self.max_outstanding = max_outstanding
+        #: submit() and read() calls waiting for room in the window, oldest first.
+        self._room: collections.deque[asyncio.Future[None]] = collections.deque()
         self._outstanding: dict[int, _Outstanding] = {}
         self._reads: dict[int, _OutstandingRead] = {}
         self._out: list[bytes] = []
+        #: Commands to send at the end of this event-loop iteration, in one frame.
+        self._commands: list[Command] = []
         self._flush_scheduled = False
         self._read_ids = itertools.count(1)
         self._writer: asyncio.StreamWriter | None = None
@@ -165,26 +180,92 @@ class AsyncClient:
     # ------------------------------------------------------------------ API
     async def submit(self, payload: bytes | str, timeout: float | None = None) -> bytes:
         """Order and apply one command; its result. Raises SubmitTimeout, ClientClosed."""
+        await self._enter()
+        entry = self._start(payload, timeout)
+        try:
+            return await entry.future
+        finally:
+            # Answered (gone already), failed, or cancelled by our caller: the room is free.
+            if not entry.future.done():
+                entry.future.cancel()
+            self._forget(self._outstanding, entry.command.seq)
+
+    def submit_nowait(
+        self, payload: bytes | str, timeout: float | None = None
+    ) -> asyncio.Future[bytes]:
+        """Send one command now; a future of its result (or of SubmitTimeout,
+        ClientClosed, ...). Raises PipelineFull, sending nothing, when `max_outstanding`
+        requests are in flight already. Commands are ordered as they are called for,
+        as with `submit`. Must be called from the client's event loop."""
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        if self._in_flight() >= self.max_outstanding or self._room:
+            raise PipelineFull(f"{self.max_outstanding} requests in flight already")
+        return self._start(payload, timeout).future
+
+    def _start(self, payload: bytes | str, timeout: float | None) -> _Outstanding:
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
         self._ensure_running()
-        async with self._window:
+        seq = next(self._seq)
+        if not self._outstanding:
+            # Silence is measured from here, not from before an idle spell: else the
+            # first command after a pause would look like a dead server at once.
+            self._last_heard = time.monotonic()
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        entry = _Outstanding(Command(self.id, seq, payload), future)
+        self._set_deadline(entry, timeout)
+        self._outstanding[seq] = entry
+        self._send(entry)
+        return entry
+
+    # ------------------------------------------------------------------ the window
+    def _in_flight(self) -> int:
+        return len(self._outstanding) + len(self._reads)
+
+    async def _enter(self) -> None:
+        """Wait, first come first served, until a request may be sent."""
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        while self._in_flight() >= self.max_outstanding or self._room:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._room.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken and cancelled at once: pass the turn on
+                else:
+                    self._room.remove(waiter)
+                raise
             if self._closed:
                 raise ClientClosed("the client is closed")
-            seq = next(self._seq)
-            loop = asyncio.get_running_loop()
-            if not self._outstanding:
-                # Silence is measured from here, not from before an idle spell: else the
-                # first command after a pause would look like a dead server at once.
-                self._last_heard = time.monotonic()
-            entry = _Outstanding(Command(self.id, seq, payload), loop.create_future())
-            self._set_deadline(entry, timeout)
-            self._outstanding[seq] = entry
-            self._send(entry)
-            try:
-                return await entry.future
-            finally:
-                self._outstanding.pop(seq, None)
+            if self._in_flight() < self.max_outstanding:
+                return
+
+    def _wake(self) -> None:
+        """A request has left the window: let the oldest waiter in."""
+        room = self._room
+        while room:
+            waiter = room.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _forget(self, table: dict[int, Any], key: int) -> None:
+        if table.pop(key, None) is not None and self._room:
+            self._wake()
+
+    def _sweep(self) -> None:
+        """Forget the requests whose futures are done (answered, failed, cancelled)."""
+        for table in (self._outstanding, self._reads):
+            done = [k for k, e in table.items() if e.future.done()]
+            for k in done:
+                del table[k]
+        for _ in range(self.max_outstanding - self._in_flight()):
+            if not self._room:
+                break
+            self._wake()
 
     async def read(
         self, query: bytes | str, mode: ReadMode | str | None = None, timeout: float | None = None
@@ -201,21 +282,19 @@ class AsyncClient:
         if mode is None:
             return await self.submit(query, timeout)
         mode = ReadMode(mode)
+        await self._enter()
         self._ensure_running()
-        async with self._window:
-            if self._closed:
-                raise ClientClosed("the client is closed")
-            read_id = next(self._read_ids)
-            entry = _OutstandingRead(
-                Read(read_id, query, mode), asyncio.get_running_loop().create_future()
-            )
-            self._set_deadline(entry, timeout)
-            self._reads[read_id] = entry
-            self._send_read(entry)
-            try:
-                return await entry.future
-            finally:
-                self._reads.pop(read_id, None)
+        read_id = next(self._read_ids)
+        entry = _OutstandingRead(
+            Read(read_id, query, mode), asyncio.get_running_loop().create_future()
+        )
+        self._set_deadline(entry, timeout)
+        self._reads[read_id] = entry
+        self._send_read(entry)
+        try:
+            return await entry.future
+        finally:
+            self._forget(self._reads, read_id)
 
     def _set_deadline(self, entry: _Outstanding | _OutstandingRead, timeout: float | None) -> None:
         """The retry loop fails the request with SubmitTimeout once this passes: one
@@ -225,12 +304,17 @@ class AsyncClient:
         self._earliest_due = min(self._earliest_due, entry.deadline)
 
     def _fail_all(self, error: ClientError) -> None:
-        """End every request still waiting with `error`."""
+        """End every request still waiting with `error`, and those waiting for room."""
         futures = [e.future for e in self._outstanding.values()]
         futures += [r.future for r in self._reads.values()]
         for future in futures:
             if not future.done():
                 future.set_exception(error)
+        self._sweep()
+        while self._room:
+            waiter = self._room.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
 
     async def close(self) -> None:
         self._closed = True
@@ -363,7 +447,10 @@ class AsyncClient:
             entry.backoff = self._rto()
         entry.due = now + entry.backoff
         self._earliest_due = min(self._earliest_due, entry.due)
-        self._write(frame(encode(Submit(entry.command))))
+        if self._writer is None or not self._connected.is_set():
+            return  # sent again on connecting (_resend_all)
+        self._commands.append(entry.command)
+        self._schedule_flush()
 
     def _resend(self, entry: _Outstanding) -> None:
         """No answer in time: send again, and wait twice as long for the next time."""
@@ -377,6 +464,9 @@ class AsyncClient:
         if self._writer is None or not self._connected.is_set():
             return
         self._out.append(data)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_out)
@@ -384,6 +474,11 @@ class AsyncClient:
     def _flush_out(self) -> None:
         self._flush_scheduled = False
         out, self._out = self._out, []
+        commands, self._commands = self._commands, []
+        if len(commands) == 1:
+            out.append(frame(encode(Submit(commands[0]))))
+        elif commands:
+            out.append(frame(encode(Submits(self.id, tuple(commands)))))
         if out and self._writer is not None and self._connected.is_set():
             self._writer.write(b"".join(out))
 
@@ -429,7 +524,8 @@ class AsyncClient:
                 attempt = 0
                 here, opened = self.target, time.monotonic()
                 self._writer = writer
-                self._out = []  # meant for the old connection; _resend_all covers them
+                # Meant for the old connection; _resend_all covers them.
+                self._out, self._commands = [], []
                 writer.write(frame(encode(self._hello())))
                 self._connected.set()
                 self._last_heard = time.monotonic()
@@ -477,14 +573,13 @@ class AsyncClient:
     def _on_message(self, src: NodeId, msg: Message) -> None:
         if isinstance(msg, ClientReply):
             entry = self._outstanding.get(msg.seq)
-            if entry is None or entry.future.done() or msg.client != self.id:
+            if entry is None or msg.client != self.id:
                 return
             if msg.status is ReplyStatus.OK:
-                if not entry.resent:
-                    sample = time.monotonic() - entry.sent_at
-                    prev = self._latency
-                    self._latency = sample if prev is None else 0.875 * prev + 0.125 * sample
-                entry.future.set_result(msg.result)
+                self._answered(msg.seq, msg.result)
+                return
+            if entry.future.done():
+                return
             elif msg.status is ReplyStatus.NOT_LEADER:
                 if msg.leader is None or msg.leader == src:
                     # No leader yet (an election is on): stay, and ask again shortly
@@ -498,6 +593,10 @@ class AsyncClient:
                 entry.resent = True
                 entry.due = time.monotonic() + entry.backoff
                 entry.backoff = min(entry.backoff * 2, max(MAX_RETRY_BACKOFF, self._rto()))
+        elif isinstance(msg, ClientReplies):
+            if msg.client == self.id:
+                for seq, result in msg.answers:
+                    self._answered(seq, result)
         elif isinstance(msg, ReadReply):
             read = self._reads.get(msg.id)
             if read is None or read.future.done() or msg.client != self.id:
@@ -525,6 +624,20 @@ class AsyncClient:
                 return
             self._fail_all(ServerRefused(f"node {src}: {msg.code}: {msg.message}"))
 
+    def _answered(self, seq: int, result: bytes) -> None:
+        entry = self._outstanding.pop(seq, None)
+        if entry is None:
+            return  # answered before (a resend's second answer)
+        if self._room:
+            self._wake()
+        if entry.future.done():
+            return  # cancelled by its caller
+        if not entry.resent:
+            sample = time.monotonic() - entry.sent_at
+            prev = self._latency
+            self._latency = sample if prev is None else 0.875 * prev + 0.125 * sample
+        entry.future.set_result(result)
+
     async def _retry_loop(self) -> None:
         """Every NO_LEADER_PAUSE: fail what is past its deadline, resend what is due,
         and leave a server that went silent."""
@@ -541,13 +654,17 @@ class AsyncClient:
                 connected = False
             if now >= self._earliest_due:
                 earliest = now + rto
+                ended = False
                 for entry in self._outstanding.values():
                     if _ended(entry, now):
+                        ended = True
                         continue
                     if connected and now >= entry.due:
                         self._resend(entry)
                     earliest = min(earliest, entry.due, entry.deadline)
                 self._earliest_due = earliest
+                if ended:
+                    self._sweep()  # timed out, or cancelled by submit_nowait's callers
             for read in self._reads.values():
                 if not _ended(read, now) and connected and now - read.sent_at >= rto:
                     self._send_read(read)

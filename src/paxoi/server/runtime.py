@@ -38,7 +38,7 @@ from ..core.node import Node
 from ..core.proposer import Phase
 from ..core.records import Record
 from ..core.statemachine import StateMachine
-from ..core.types import ClientId, NodeId
+from ..core.types import ClientId, Command, NodeId
 from ..security.auth import Gate
 from ..storage import (
     GroupCommitter,
@@ -63,6 +63,7 @@ from ..wire.messages import (
     ERROR_UNAUTHORIZED,
     KIND_CLIENT,
     KIND_SERVER,
+    ClientReplies,
     Control,
     ControlReply,
     Hello,
@@ -72,6 +73,7 @@ from ..wire.messages import (
     StatusReply,
     StatusRequest,
     Submit,
+    Submits,
     Subscribe,
 )
 from ..wire.values import DecodeError
@@ -104,6 +106,9 @@ class ClientSession:
         self.closed = False
         #: Frames not yet written: replies of one Ready go out in one write.
         self._out: list[bytes] = []
+        #: OK answers not yet framed, (seq, result) pairs: one ClientReplies frame
+        #: carries those of one Ready.
+        self._answers: list[tuple[int, bytes]] = []
         self._dirty = dirty
         #: Sequence numbers submitted here and not answered yet (bounded: client_pending).
         self.pending: set[int] = set()
@@ -113,13 +118,30 @@ class ClientSession:
         for a session outside the Ready loop)."""
         if self.closed:
             return
-        self._out.append(frame(encode(msg)))
+        if type(msg) is ClientReply and msg.status is ReplyStatus.OK:
+            self._answers.append((msg.seq, msg.result))
+        else:
+            if self._answers:
+                self._frame_answers()  # they were queued first: they go first
+            self._out.append(frame(encode(msg)))
         if self._dirty is None:
             self.flush()
         else:
             self._dirty.add(self)
 
+    def _frame_answers(self) -> None:
+        answers = self._answers
+        if len(answers) == 1:
+            seq, result = answers[0]
+            msg: Message = ClientReply(self.client, seq, ReplyStatus.OK, result)
+        else:
+            msg = ClientReplies(self.client, tuple(answers))
+        self._out.append(frame(encode(msg)))
+        answers.clear()
+
     def flush(self) -> None:
+        if self._answers:
+            self._frame_answers()
         if self._out and not self.closed:
             self.writer.write(b"".join(self._out))
         self._out.clear()
@@ -684,23 +706,10 @@ class Server:
                     return
                 for msg in batch:
                     if isinstance(msg, Submit):
-                        cmd = msg.command
-                        if cmd.client != client:
-                            raise _Refuse("forged", "a client may submit only its own commands")
-                        self.stats["client_in"] += 1
-                        if self.sessions.get(client) is not session:
-                            self.sessions[client] = session
-                        if not self._admit(session, cmd.seq):
-                            self.stats["busy"] = self.stats.get("busy", 0) + 1
-                            session.send(
-                                ClientReply(
-                                    client, cmd.seq, ReplyStatus.BUSY, leader=self.node.leader
-                                )
-                            )
-                            continue
-                        if self._dropped():
-                            continue
-                        self.node.submit(cmd)
+                        self._take(session, msg.command)
+                    elif isinstance(msg, Submits):
+                        for cmd in msg.commands:
+                            self._take(session, cmd)
                     elif isinstance(msg, Read):
                         if self.sessions.get(client) is not session:
                             self.sessions[client] = session
@@ -722,6 +731,22 @@ class Server:
             self._subscribers.discard(session)
             if self.sessions.get(client) is session:
                 del self.sessions[client]
+
+    def _take(self, session: ClientSession, cmd: Command) -> None:
+        """A client's command: to the node, or BUSY if the client has too many pending."""
+        client = session.client
+        if cmd.client != client:
+            raise _Refuse("forged", "a client may submit only its own commands")
+        self.stats["client_in"] += 1
+        if self.sessions.get(client) is not session:
+            self.sessions[client] = session
+        if not self._admit(session, cmd.seq):
+            self.stats["busy"] = self.stats.get("busy", 0) + 1
+            session.send(ClientReply(client, cmd.seq, ReplyStatus.BUSY, leader=self.node.leader))
+            return
+        if self._dropped():
+            return
+        self.node.submit(cmd)
 
     def _admit(self, session: ClientSession, seq: int) -> bool:
         """Per-connection back-pressure: at most `client_pending` commands unanswered."""

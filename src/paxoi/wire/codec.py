@@ -22,6 +22,7 @@ can still tell each other so (the handshake must be decodable to be refused poli
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import chain
 from typing import Any, Final, TypeAlias
 
 from ..core.messages import (
@@ -43,12 +44,13 @@ from ..core.messages import (
     SnapshotChunk,
     SnapshotRequest,
 )
-from ..core.types import Role
+from ..core.types import Command, Role
 from .messages import (
     CONTROL_ACTIONS,
     HELLO_KINDS,
     KIND_CLIENT,
     KIND_SERVER,
+    ClientReplies,
     Control,
     ControlReply,
     ErrorReply,
@@ -59,6 +61,7 @@ from .messages import (
     StatusReply,
     StatusRequest,
     Submit,
+    Submits,
     Subscribe,
 )
 from .values import (
@@ -80,18 +83,21 @@ from .values import (
 #: 2: Heartbeat.stamp, LeaseGrant, Read, ReadReply.
 #: 3: Promise.compacted, SnapshotChunk, SnapshotRequest.
 #: 4: Decide.ballot; Decide.value may be left out (by reference).
-PROTOCOL_VERSION: Final = 4
+#: 5: Submits, ClientReplies (a client's commands and answers, many to a frame).
+PROTOCOL_VERSION: Final = 5
 
 ClientMessage: TypeAlias = (
     Hello
     | HelloAck
     | Submit
+    | Submits
     | Subscribe
     | LogEntries
     | StatusRequest
     | StatusReply
     | ErrorReply
     | ClientReply
+    | ClientReplies
     | Control
     | ControlReply
     | Read
@@ -123,6 +129,8 @@ TAG_CONTROL: Final = 25
 TAG_CONTROL_REPLY: Final = 26
 TAG_READ: Final = 27
 TAG_READ_REPLY: Final = 28
+TAG_SUBMITS: Final = 29
+TAG_CLIENT_REPLIES: Final = 30
 TAG_LEASE_GRANT: Final = 10
 TAG_SNAPSHOT_CHUNK: Final = 11
 TAG_SNAPSHOT_REQUEST: Final = 12
@@ -479,6 +487,44 @@ def _dec_submit(o: list[Any]) -> Submit:
     return Submit(cmd)
 
 
+def _enc_submits(m: Submits) -> list[Any]:
+    flat: list[Any] = []
+    for c in m.commands:
+        flat += (c.seq, c.payload)
+    return [TAG_SUBMITS, m.client, flat]
+
+
+def _dec_submits(o: list[Any]) -> Submits:
+    _arity(o, 3, "Submits")
+    client, flat = _str(o[1], "client"), o[2]
+    if type(flat) is not list or len(flat) < 4 or len(flat) % 2:
+        raise _fail("Submits commands", flat)
+    commands = []
+    for i in range(0, len(flat), 2):
+        seq, payload = flat[i], flat[i + 1]
+        # Sequence numbers start at 1 (design.md), as in Submit.
+        if type(seq) is not int or seq < 1 or type(payload) is not bytes:
+            raise _fail("Submits command", [seq, payload])
+        commands.append(Command(client, seq, payload))
+    return Submits(client, tuple(commands))
+
+
+def _enc_client_replies(m: ClientReplies) -> list[Any]:
+    return [TAG_CLIENT_REPLIES, m.client, list(chain.from_iterable(m.answers))]
+
+
+def _dec_client_replies(o: list[Any]) -> ClientReplies:
+    _arity(o, 3, "ClientReplies")
+    client, flat = _str(o[1], "client"), o[2]
+    if type(flat) is not list or len(flat) < 4 or len(flat) % 2:
+        raise _fail("ClientReplies answers", flat)
+    answers = tuple(zip(flat[::2], flat[1::2], strict=True))
+    for seq, result in answers:
+        if type(seq) is not int or seq < 0 or type(result) is not bytes:
+            raise _fail("ClientReplies answer", [seq, result])
+    return ClientReplies(client, answers)
+
+
 def _enc_subscribe(m: Subscribe) -> list[Any]:
     return [TAG_SUBSCRIBE, m.from_slot]
 
@@ -576,6 +622,8 @@ _ENCODERS: Final[dict[type, Callable[[Any], list[Any]]]] = {
     HelloAck: _enc_hello_ack,
     ErrorReply: _enc_error_reply,
     Submit: _enc_submit,
+    Submits: _enc_submits,
+    ClientReplies: _enc_client_replies,
     Subscribe: _enc_subscribe,
     LogEntries: _enc_log_entries,
     StatusRequest: _enc_status_request,
@@ -604,6 +652,8 @@ _DECODERS: Final[dict[int, Callable[[list[Any]], Message]]] = {
     TAG_HELLO_ACK: _dec_hello_ack,
     TAG_ERROR_REPLY: _dec_error_reply,
     TAG_SUBMIT: _dec_submit,
+    TAG_SUBMITS: _dec_submits,
+    TAG_CLIENT_REPLIES: _dec_client_replies,
     TAG_SUBSCRIBE: _dec_subscribe,
     TAG_LOG_ENTRIES: _dec_log_entries,
     TAG_STATUS_REQUEST: _dec_status_request,

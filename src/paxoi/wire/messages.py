@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..core.messages import ReadMode
-from ..core.types import Ballot, ClientId, Command, NodeId, Slot
+from ..core.types import Ballot, ClientId, Command, NodeId, Seq, Slot
 
 #: The two kinds of peer a connection can come from (`Hello.kind`).
 KIND_SERVER = "server"
@@ -67,6 +67,25 @@ class Submit(NamedTuple):
     A NamedTuple: one per command (see `Command`)."""
 
     command: Command
+
+
+class Submits(NamedTuple):
+    """Two or more of one client's commands in one frame: what a pipelining client
+    sends in one event-loop iteration. The server takes each as a `Submit`; one frame
+    instead of one per command saves a decode and a dispatch per command on both sides.
+    Every command's `client` is `client` (the wire carries the id once)."""
+
+    client: ClientId
+    commands: tuple[Command, ...]
+
+
+class ClientReplies(NamedTuple):
+    """OK answers to two or more of one client's commands, in one frame: what one
+    Ready of the server applied for it. `answers` holds (seq, result) pairs; any other
+    status travels alone in a `ClientReply`."""
+
+    client: ClientId
+    answers: tuple[tuple[Seq, bytes], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +171,7 @@ __all__ = [
     "HELLO_KINDS",
     "KIND_CLIENT",
     "KIND_SERVER",
+    "ClientReplies",
     "ErrorReply",
     "Hello",
     "HelloAck",
@@ -160,6 +180,7 @@ __all__ = [
     "StatusReply",
     "StatusRequest",
     "Submit",
+    "Submits",
     "Subscribe",
 ]
 
