@@ -26,17 +26,27 @@ class FakeSession:
         self.closed = False
         self.payloads: set[bytes] = set()
 
-    async def submit(self, payload: bytes) -> bytes:
+    def submit_nowait(self, payload: bytes) -> asyncio.Future[bytes]:
         self.calls += 1
         self.payloads.add(payload)
-        if self.hang:
-            await asyncio.Event().wait()
-        await asyncio.sleep(self.delay)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+        if not self.hang:
+            loop.call_later(self.delay, self._answer, future, self.calls)
+        return future
+
+    def _answer(self, future: asyncio.Future[bytes], call: int) -> None:
+        if future.done():
+            return
         if self.closed:
-            raise ClientClosed("closed")
-        if self.fail_every and self.calls % self.fail_every == 0:
-            raise SubmitTimeout("no answer")
-        return b"1"
+            future.set_exception(ClientClosed("closed"))
+        elif self.fail_every and call % self.fail_every == 0:
+            future.set_exception(SubmitTimeout("no answer"))
+        else:
+            future.set_result(b"1")
+
+    async def submit(self, payload: bytes) -> bytes:
+        return await self.submit_nowait(payload)
 
     async def close(self) -> None:
         self.closed = True

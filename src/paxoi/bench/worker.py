@@ -7,9 +7,12 @@ It stops at the end of the window whatever happens (every loop is bounded in tim
 count), and at once when its stdin closes (the driver is gone).
 
 Each client is one session with `outstanding` commands in flight: `outstanding` lanes,
-each sending its next command when the previous one is answered. A command's latency is
-`perf_counter_ns` around the submit; commands completed inside the window count, others
-(warm-up, drain) do not.
+each sending its next command when the previous one is answered. A lane is a chain of
+callbacks on the client's futures (`submit_nowait`), not an asyncio task: on two cores
+shared with the servers, a task wake-up per command in the load processes costs the
+servers throughput. A command's latency is `perf_counter_ns` from the submit to the
+answer's callback; commands completed inside the window count, others (warm-up, drain)
+do not.
 
 `open_session` is the only place that touches the client library: switch it to a
 batched submit path or another wire protocol there and nothing else changes.
@@ -72,7 +75,10 @@ class WorkerSpec:
 
 
 class Session(Protocol):
-    """What a lane needs from a client: submit one command, and close."""
+    """What a lane needs from a client: send one command (a future of its answer), and
+    close."""
+
+    def submit_nowait(self, payload: bytes) -> asyncio.Future[bytes]: ...
 
     async def submit(self, payload: bytes) -> bytes: ...
 
@@ -153,25 +159,67 @@ class Recorder:
             self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
 
 
-async def lane(session: Session, payload: bytes, rec: Recorder, limit: int) -> None:
-    """One closed loop: send, wait for the answer, record, again; until the window ends."""
-    from paxoi.client import ClientClosed, ClientError
+class Lane:
+    """One closed loop: send, and on the answer record it and send again, until the
+    window ends or `limit` commands were sent. `finished` completes when it stops."""
 
-    clock = time.perf_counter_ns
-    stop = rec.window.stop
-    for _ in range(limit):
-        sent = clock()
-        if sent >= stop:
+    def __init__(self, session: Session, payload: bytes, rec: Recorder, limit: int) -> None:
+        self.session = session
+        self.payload = payload
+        self.rec = rec
+        self.left = limit
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._future: asyncio.Future[bytes] | None = None
+
+    def send(self) -> None:
+        sent = time.perf_counter_ns()
+        if sent >= self.rec.window.stop or self.left <= 0 or self.finished.done():
+            self._finish()
             return
+        self.left -= 1
         try:
-            await session.submit(payload)
-        except ClientClosed:
+            future = self.session.submit_nowait(self.payload)
+        except Exception as e:
+            self._failed(e)
             return
-        except ClientError as e:
-            rec.failed(clock(), e)
-            await asyncio.sleep(0.01)  # a refusal or timeout: do not spin
-            continue
-        rec.ok(sent, clock())
+        self._future = future
+        future.add_done_callback(lambda f: self._answered(sent, f))
+
+    def _answered(self, sent: int, future: asyncio.Future[bytes]) -> None:
+        self._future = None
+        if future.cancelled():
+            self._finish()
+            return
+        error = future.exception()
+        if error is None:
+            self.rec.ok(sent, time.perf_counter_ns())
+            self.send()
+        else:
+            self._failed(error)
+
+    def _failed(self, error: BaseException) -> None:
+        from paxoi.client import ClientClosed, ClientError
+
+        if isinstance(error, ClientClosed) or not isinstance(error, ClientError):
+            self._finish(None if isinstance(error, ClientClosed) else error)
+            return
+        self.rec.failed(time.perf_counter_ns(), error)
+        # A refusal or timeout: do not spin.
+        asyncio.get_running_loop().call_later(0.01, self.send)
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        if self.finished.done():
+            return
+        if error is None:
+            self.finished.set_result(None)
+        else:
+            self.finished.set_exception(error)
+
+    def abandon(self) -> None:
+        """Stop now, leaving the command in flight unanswered."""
+        self._finish()
+        if self._future is not None:
+            self._future.cancel()
 
 
 async def run_clients(
@@ -183,28 +231,29 @@ async def run_clients(
     """Every lane of every session until the window ends, then a bounded drain."""
     rec = Recorder(window)
     lanes = [
-        asyncio.ensure_future(
-            lane(
-                s,
-                command_payload(spec.app, spec.size, f"b{spec.index}.{i} "),
-                rec,
-                spec.max_commands_per_lane,
-            )
+        Lane(
+            s,
+            command_payload(spec.app, spec.size, f"b{spec.index}.{i} "),
+            rec,
+            spec.max_commands_per_lane,
         )
         for i, s in enumerate(sessions)
         for _ in range(spec.outstanding)
     ]
+    for one in lanes:
+        one.send()
     ticker: asyncio.Task[None] | None = None
     if report is not None:
         ticker = asyncio.ensure_future(_tick(rec, report, window.end))
     remaining = (window.stop - time.perf_counter_ns()) / 1e9 + DRAIN_SECONDS
-    _, pending = await asyncio.wait(lanes, timeout=max(0.0, remaining))
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    await asyncio.wait([one.finished for one in lanes], timeout=max(0.0, remaining))
+    for one in lanes:
+        one.abandon()
     if ticker is not None:
         ticker.cancel()
         await asyncio.gather(ticker, return_exceptions=True)
+    for one in lanes:
+        one.finished.result()  # a lane's unexpected error surfaces here
     return rec
 
 
