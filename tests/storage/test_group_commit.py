@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -293,4 +294,23 @@ def test_a_failed_inline_write_fails_the_committer(identity: NodeIdentity, loop:
     with pytest.raises(StorageError):
         gc.submit([rec(1)], loop.marker("late"))
     with pytest.raises(StorageError):
+        gc.close(DEADLINE)
+
+
+def test_a_slow_disk_delays_every_write_and_none_goes_inline(
+    identity: NodeIdentity, loop: Loop
+) -> None:
+    """faults.disk_delay: even a small record on an idle committer goes to the thread,
+    and is not durable (nor its done handed over) until the delay has passed."""
+    inline = Loop()
+    storage = MemoryStorage(identity)
+    gc = GroupCommitter(storage, loop.notify, inline=inline.notify, delay=0.2)
+    try:
+        began = time.monotonic()
+        gc.submit([rec(0)], loop.marker("durable"))
+        assert storage.load().decided == {}  # not written on the caller's thread
+        assert loop.run(1) == ["durable"]
+        assert time.monotonic() - began >= 0.2
+        assert storage.load().decided.keys() == {0} and inline.idle()
+    finally:
         gc.close(DEADLINE)

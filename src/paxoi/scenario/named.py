@@ -43,6 +43,8 @@ class Scenario:
     #: this probability.
     drop_rate: float = 0.0
     seed: int = 1
+    #: Seconds every storage write waits first: a slow disk (faults.disk_delay).
+    disk_delay: float = 0.0
     #: Kill every server with SIGKILL mid-load and restart them all, this many times.
     crash_restart_all: int = 0
     #: Cut the leader off from the others mid-load, wait for a new leader and progress,
@@ -92,6 +94,8 @@ class Scenario:
             problems.append(f"--messages must be at least 1 (is {self.messages})")
         if not 0.0 <= self.drop_rate < 1.0:
             problems.append(f"the drop rate must be in [0, 1) (is {self.drop_rate})")
+        if not 0.0 <= self.disk_delay <= 10.0:
+            problems.append(f"the disk delay must be in [0, 10] seconds (is {self.disk_delay})")
         if self.kills < 0 or self.kills > self.f:
             problems.append(
                 f"the primary can be killed at most f = {self.f} times (asked {self.kills}): "
@@ -213,6 +217,7 @@ def scenario_from_file(path: Path) -> Scenario:
                 skip_slot=faults.skip_slot,
                 drop_rate=faults.msg_drop_rate,
                 seed=faults.seed or 1,
+                disk_delay=faults.disk_delay,
                 hosts=tuple(s.host for s in config.servers.values()),
                 base=config,
                 source=str(path),

@@ -895,6 +895,8 @@ def describe_faults(s: Scenario) -> str:
         parts.append(f"kill the primary {s.kills} time(s)")
     if s.drop_rate:
         parts.append(f"drop {s.drop_rate:.0%} of messages (seed {s.seed})")
+    if s.disk_delay:
+        parts.append(f"a slow disk ({s.disk_delay * 1000:.0f} ms per write)")
     if s.crash_restart_all:
         parts.append(f"kill and restart every server {s.crash_restart_all} time(s)")
     if s.partition:
@@ -958,7 +960,12 @@ def build_config(s: Scenario, host: str, storage: Path) -> PaxoiConfig:
     storage directory, and the faults as config fields (skip-slot excepted: it is given
     to the first primary alone, on its command line)."""
     ports = free_ports_on(host, s.servers)
-    faults: dict[str, Any] = {"msg_drop_rate": s.drop_rate, "seed": s.seed, "skip_slot": -1}
+    faults: dict[str, Any] = {
+        "msg_drop_rate": s.drop_rate,
+        "seed": s.seed,
+        "skip_slot": -1,
+        "disk_delay": s.disk_delay,
+    }
     if s.base is not None:
         base = s.base
         data = base.model_dump(mode="json", exclude={"servers", "storage", "f", "faults"})

@@ -169,6 +169,9 @@ class FaultsEntry(_Strict):
     time_bomb: Annotated[int, Field(ge=0)] | None = None
     #: Exit (as a crash) this many seconds after starting. None: live forever.
     lifetime: Annotated[float, Field(gt=0.0)] | None = None
+    #: Seconds every storage write waits before it starts: a slow disk. Nothing waiting
+    #: on the write leaves the node meanwhile, so only a bug would answer early.
+    disk_delay: Annotated[float, Field(ge=0.0, le=10.0)] = 0.0
     #: Accept run-time fault injection (partition, heal, time bomb) from clients.
     #: For test harnesses only: anyone who can connect could then disrupt the cluster.
     control: bool = False

@@ -299,6 +299,7 @@ class Server:
             loop.call_soon_threadsafe,
             on_error=partial(_call_in, loop, self._fatal),
             inline=loop.call_soon,
+            delay=self.config.faults.disk_delay,
         )
         if self.data_dir is not None and self.chat is not None:
             self._chat_file = open(self.data_dir / "chat.log", "w", encoding="utf-8")  # noqa: SIM115

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -73,12 +74,19 @@ class GroupCommitter:
         inline: Notify | None = None,
         inline_commands: int = 4,
         inline_bytes: int = 16 * 1024,
+        delay: float = 0.0,
     ) -> None:
         """`inline`: write on the caller's thread when the committer is idle and the
         records hold at most `inline_commands` commands of at most `inline_bytes` in
         all (a snapshot never: it is the whole state), then hand `done` to this
-        (the loop's `call_soon`) instead of `notify`. None: always on the thread."""
+        (the loop's `call_soon`) instead of `notify`. None: always on the thread.
+
+        `delay` (seconds) plays a slow disk (fault injection, `faults.disk_delay`):
+        every write waits this long first, on the thread (never inline). It widens the
+        window in which a node has records on their way to disk, where only a bug
+        would already have answered (the planted-bug tests need it to be wide)."""
         self.storage = storage
+        self.delay = delay
         self.stats = CommitStats()
         #: The exception that stopped the committer, if one did.
         self.error: BaseException | None = None
@@ -121,6 +129,7 @@ class GroupCommitter:
                 return
             if (
                 self._inline is not None
+                and not self.delay
                 and not self._queue
                 and not self._in_flight
                 and _small(records, self._inline_commands, self._inline_bytes)
@@ -184,6 +193,8 @@ class GroupCommitter:
             records = [r for recs, _ in batch for r in recs]
             try:
                 if records:
+                    if self.delay:
+                        time.sleep(self.delay)
                     self.storage.write(records)
                     self.stats.syncs += 1
                     self.stats.records += len(records)
