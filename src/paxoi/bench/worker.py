@@ -8,11 +8,10 @@ count), and at once when its stdin closes (the driver is gone).
 
 Each client is one session with `outstanding` commands in flight: `outstanding` lanes,
 each sending its next command when the previous one is answered. A lane is a chain of
-callbacks on the client's futures (`submit_nowait`), not an asyncio task: on two cores
-shared with the servers, a task wake-up per command in the load processes costs the
-servers throughput. A command's latency is `perf_counter_ns` from the submit to the
-answer's callback; commands completed inside the window count, others (warm-up, drain)
-do not.
+callbacks on the client's futures (`submit_nowait`) rather than an asyncio task (the
+two measured the same CPU per command). A command's latency is `perf_counter_ns` from
+the submit to the answer's callback; commands completed inside the window count, others
+(warm-up, drain) do not.
 
 `open_session` is the only place that touches the client library: switch it to a
 batched submit path or another wire protocol there and nothing else changes.

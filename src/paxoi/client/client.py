@@ -7,8 +7,8 @@ talks to one server at a time: it follows NOT_LEADER redirects, and moves to ano
 server when the current one goes silent. `max_outstanding` bounds the pipeline:
 1 is the "send the next when the previous is answered" mode. `submit` waits for room
 in it; `submit_nowait` hands back a future at once, for callers that keep many commands
-in flight without an asyncio task for each (a task wake-up per command costs more than
-the rest of the client's work on it).
+in flight from callbacks rather than a task for each. The commands of one event-loop
+iteration leave in one frame, and the server answers many in one (protocol 5).
 """
 
 from __future__ import annotations
