@@ -4,8 +4,8 @@
 - `Capture`: send/persist callbacks for driving one role (e.g. an `Acceptor`) directly.
 - `Cluster`: a tiny message pump over real `Node` objects on a perfect (or lossy, seeded)
   network. It honours the `Ready` contract: records are made durable (folded into the
-  node's simulated disk) first, then `send` and `send_after_persist` messages leave;
-  on a perfect network "after persist" is immediately after.
+  node's simulated disk) first, then `send`, `send_lazy` and `send_after_persist`
+  messages leave; on a perfect network "after persist" is immediately after.
 - Oracles (`check_safety`, `expected_entries`) written from the paper's rules, used by
   the scenario tests to judge a whole run.
 """
@@ -129,6 +129,7 @@ def merge(readies: Iterable[Ready]) -> Ready:
         out.persist += r.persist
         out.persist_lazy += r.persist_lazy
         out.send += r.send
+        out.send_lazy += r.send_lazy
         out.send_after_persist += r.send_after_persist
         out.replies += r.replies
         out.applied += r.applied
@@ -142,7 +143,7 @@ def msgs(
 
 
 def all_out(ready: Ready) -> list[tuple[NodeId, PeerMessage]]:
-    return ready.send + ready.send_after_persist
+    return ready.send + ready.send_lazy + ready.send_after_persist
 
 
 def make_node(
@@ -240,6 +241,8 @@ class Cluster:
             self.disks[n].apply(record)
             self.persisted[n].append(record)
         for dst, msg in ready.send:  # 2. may leave at once
+            self._post(n, dst, msg)
+        for dst, msg in ready.send_lazy:  # 6. may wait for a ride; here they go at once
             self._post(n, dst, msg)
         for dst, msg in ready.send_after_persist:  # 3. the records above are durable now
             self._post(n, dst, msg)

@@ -89,6 +89,24 @@ def test_self_message_that_may_go_at_once_is_handled_within_the_call() -> None:
     assert [(d, type(m)) for d, m in ready.send_after_persist] == [(0, Accepted)]
 
 
+def test_decisions_for_the_other_learners_are_lazy_and_nothing_else_is() -> None:
+    """A Decide may wait for a ride (Ready.send_lazy): the client's answer comes from
+    the leader's own learner, which learns at once."""
+    c = Cluster(config(3))
+    c.elect()
+    c.readies.clear()
+    c.submit(0, cmd("a", 1))
+    lazy = [r.send_lazy for n, r in c.readies if n == 0 and r.send_lazy]
+    assert lazy, "no Decide was sent"
+    assert {(d, type(m).__name__) for batch in lazy for d, m in batch} == {
+        (1, "Decide"),
+        (2, "Decide"),
+    }
+    eager = [m for n, r in c.readies for _, m in r.send + r.send_after_persist]
+    assert not any(type(m).__name__ == "Decide" for m in eager)
+    assert [type(r) for n, ready in c.readies if n == 0 for r in ready.replies] == [ClientReply]
+
+
 def test_self_message_after_persist_comes_back_through_step() -> None:
     node, _ = make_node(0)
     for _ in range(node.config.timing.election):

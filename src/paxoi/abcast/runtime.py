@@ -142,7 +142,7 @@ class RoleProcess:
         if ready.is_empty():
             return
         # In memory, "durable" is immediate: after-persist messages may go now, in order.
-        outgoing = ready.send + ready.send_after_persist
+        outgoing = ready.send + ready.send_lazy + ready.send_after_persist
         local = [m for dst, m in outgoing if dst == self.id]
         self._send([(dst, m) for dst, m in outgoing if dst != self.id])
         for m in local:

@@ -307,8 +307,10 @@ class Node:
             self._draining = False
 
     # ------------------------------------------------------------------ outputs
-    def _send(self, dst: NodeId, msg: PeerMessage, after_persist: bool) -> None:
-        if after_persist:
+    def _send(self, dst: NodeId, msg: PeerMessage, after_persist: bool, lazy: bool = False) -> None:
+        if lazy and dst != self.id:
+            self._ready.send_lazy.append((dst, msg))
+        elif after_persist:
             self._ready.send_after_persist.append((dst, msg))
         elif dst == self.id:
             self._local.append(msg)
@@ -341,10 +343,10 @@ class Node:
                 continue
             if n in acceptors:
                 by_ref = by_ref or Decide(self.id, slot, None, ballot)
-                self._send(n, by_ref, False)
+                self._send(n, by_ref, False, lazy=True)
             else:
                 full = full or Decide(self.id, slot, value, ballot)
-                self._send(n, full, False)
+                self._send(n, full, False, lazy=True)
         if self.replica is not None:
             self.replica.learn(slot, value)
         else:

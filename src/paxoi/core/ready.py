@@ -13,6 +13,11 @@ The contract a shell (server runtime, simulator) must honour, as in etcd's Ready
    crash: nothing waits for them. They are a learner's decisions, which its peers and
    the acceptors still hold: a restarted learner that lost some catches up. Not forcing
    a sync of their own keeps one fsync per command at low load instead of two.
+6. `send_lazy` messages may wait for the next message to the same peer, or for the
+   next tick, and then leave in order with it. They are the leader's decisions for the
+   other learners: nothing waits on them (the client's answer comes from the leader's
+   own learner), so at low load they need not cost a write and a wake-up of their own
+   (two of a command's eight messages), and under load another message always comes.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class Ready:
     applied: list[Applied] = field(default_factory=list)
     read_replies: list[ReadReply] = field(default_factory=list)
     persist_lazy: list[Record] = field(default_factory=list)
+    send_lazy: list[tuple[NodeId, PeerMessage]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (
@@ -43,4 +49,5 @@ class Ready:
             or self.applied
             or self.read_replies
             or self.persist_lazy
+            or self.send_lazy
         )

@@ -18,6 +18,7 @@ import random
 import signal
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sized
 from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
@@ -414,6 +415,8 @@ class Server:
         if ticks:
             self._flush()
             self._write_lazy(ticks)
+            for link in self.links.values():
+                link.flush()  # lazy messages (Ready.send_lazy) that found no ride
 
     # ------------------------------------------------------------------ the Ready loop
     def _kick(self) -> None:
@@ -429,7 +432,7 @@ class Server:
         if ready.is_empty():
             self._flush_sessions()  # answers given outside the node (status, busy)
             return
-        self._send_all(ready.send)
+        self._send_all(ready.send, ready.send_lazy)
         self._lazy += ready.persist_lazy
         if ready.persist or ready.send_after_persist or len(self._lazy) >= LAZY_LIMIT:
             records = ready.persist
@@ -506,11 +509,20 @@ class Server:
             self.node.step(m)
         self._kick()
 
-    def _send_all(self, messages: Iterable[tuple[NodeId, PeerMessage]]) -> None:
+    def _send_all(
+        self,
+        messages: Iterable[tuple[NodeId, PeerMessage]],
+        lazy: Iterable[tuple[NodeId, PeerMessage]] = (),
+    ) -> None:
+        """Queue each message on its peer's link, the `lazy` ones (Ready.send_lazy)
+        after the others, then write the links that got one that is not lazy
+        (PeerLink.flush): a lazy one rides along with them, or waits."""
         encoded: dict[int, bytes] = {}  # a broadcast is encoded once
+        used: set[PeerLink] = set()
         drop = self.config.faults.msg_drop_rate
         bomb = self._bomb_limit
-        for dst, msg in messages:
+        tagged = chain(((d, m, False) for d, m in messages), ((d, m, True) for d, m in lazy))
+        for dst, msg, waits in tagged:
             link = self.links.get(dst)
             if link is None or self._doomed or dst in self.blocked:
                 continue
@@ -524,8 +536,12 @@ class Server:
             data = encoded.get(id(msg))
             if data is None:
                 data = encoded[id(msg)] = frame(encode(msg))
-            link.send(data)
+            link.send(data, waits)
+            if not waits:
+                used.add(link)
             self.stats["peer_out"] += 1
+        for link in used:
+            link.flush()
 
     def _on_applied(self, applied: list[Applied]) -> None:
         self.stats["applied"] += len(applied)

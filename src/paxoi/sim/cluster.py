@@ -299,7 +299,9 @@ class Simulation:
 
     def _flush(self, nid: NodeId, node: Node) -> None:
         ready: Ready = node.take_ready()
-        for dst, msg in ready.send:
+        # A lazy message may wait for the next one to its peer; leaving at once is one of
+        # the schedules that allows (the network delays it as it likes anyway).
+        for dst, msg in ready.send + ready.send_lazy:
             self._send(nid, dst, msg)
         disk = self.disks[nid]
         start, free = disk.write(ready.persist, ready.send_after_persist, ready.persist_lazy)

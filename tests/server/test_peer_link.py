@@ -1,0 +1,70 @@
+"""A peer link against a listening socket on 127.0.0.1: `flush` writes what is queued
+at once (without waiting for the pump), a lazy message waits for the next one that is
+not lazy or for a flush, and everything arrives in the order it was queued."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from paxoi.core.messages import Heartbeat
+from paxoi.core.types import Ballot
+from paxoi.transport.tcp import Address, FrameReader, PeerLink
+from paxoi.wire.codec import Message, encode
+from paxoi.wire.framing import frame
+from paxoi.wire.messages import Hello
+
+
+def beat(n: int) -> bytes:
+    return frame(encode(Heartbeat(0, Ballot(n, 0), 0)))
+
+
+async def next_messages(inbox: asyncio.Queue[Message], timeout: float) -> list[Message]:
+    """What arrives within `timeout` seconds (nothing: [])."""
+    out: list[Message] = []
+    try:
+        out.append(await asyncio.wait_for(inbox.get(), timeout))
+        while not inbox.empty():
+            out.append(inbox.get_nowait())
+    except TimeoutError:
+        pass
+    return out
+
+
+def test_flush_writes_now_and_a_lazy_message_waits_for_a_ride() -> None:
+    async def scenario() -> None:
+        inbox: asyncio.Queue[Message] = asyncio.Queue()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            frames = FrameReader(reader, 1 << 20)
+            while (batch := await frames.read_batch()) is not None:
+                for msg in batch:
+                    inbox.put_nowait(msg)
+
+        listener = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        link = PeerLink(0, 1, Address("127.0.0.1", port), "c", 100, random.Random(1))
+        link.start()
+        try:
+            hello = await asyncio.wait_for(inbox.get(), 5)
+            assert isinstance(hello, Hello)
+
+            link.send(beat(1), lazy=True)
+            assert await next_messages(inbox, 0.2) == []  # no ride, no flush: it waits
+
+            link.send(beat(2))
+            link.flush()  # written here, in order, the lazy one first
+            got = await next_messages(inbox, 5)
+            assert [m.ballot.round for m in got if isinstance(m, Heartbeat)] == [1, 2]
+
+            link.send(beat(3), lazy=True)
+            link.flush()  # what a server's tick does for lazy messages that found no ride
+            got = await next_messages(inbox, 5)
+            assert [m.ballot.round for m in got if isinstance(m, Heartbeat)] == [3]
+            assert link.sent == 3 and link.dropped == 0
+        finally:
+            await link.stop()
+            listener.close()
+            await listener.wait_closed()
+
+    asyncio.run(scenario())
