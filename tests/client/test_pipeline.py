@@ -138,3 +138,29 @@ def test_submit_waits_for_room_in_arrival_order_and_a_cancelled_call_frees_it() 
             assert await waiting[2] == b"2"
 
     asyncio.run(scenario())
+
+
+def test_a_frame_carries_at_most_its_byte_budget_of_commands() -> None:
+    """12 KiB commands: two to a Submits frame (BATCH_FRAME_BYTES is 32 KiB), the odd
+    one alone in a Submit: a batch never makes a frame a server's limit would refuse
+    where the commands alone would pass."""
+
+    async def scenario() -> None:
+        async with scripted(8) as (server, client):
+            first = client.submit_nowait(b"warm-up")
+            await server.wait_commands(1)
+            server.send(ClientReply(client.id, 1, ReplyStatus.OK, b""))
+            await first
+            futures = [client.submit_nowait(bytes([65 + i]) * 12 * 1024) for i in range(5)]
+            await server.wait_commands(6)
+            sizes = [
+                len(m.commands) if isinstance(m, Submits) else 1
+                for m in server.frames[1:]
+                if isinstance(m, Submit | Submits)
+            ]
+            assert sizes == [2, 2, 1]
+            assert isinstance(server.frames[-1], Submit)
+            server.send(ClientReplies(client.id, tuple((s, b"") for s in range(2, 7))))
+            await asyncio.gather(*futures)
+
+    asyncio.run(scenario())

@@ -37,6 +37,7 @@ from ..transport.tcp import FrameReader, close_quietly
 from ..wire.codec import PROTOCOL_VERSION, Message, encode
 from ..wire.framing import frame
 from ..wire.messages import (
+    BATCH_FRAME_BYTES,
     ERROR_BUSY,
     KIND_CLIENT,
     ClientReplies,
@@ -475,12 +476,23 @@ class AsyncClient:
         self._flush_scheduled = False
         out, self._out = self._out, []
         commands, self._commands = self._commands, []
-        if len(commands) == 1:
-            out.append(frame(encode(Submit(commands[0]))))
-        elif commands:
-            out.append(frame(encode(Submits(self.id, tuple(commands)))))
+        group: list[Command] = []
+        size = 0
+        for command in commands:
+            if group and size + len(command.payload) > BATCH_FRAME_BYTES:
+                out.append(self._submits_frame(group))
+                group, size = [], 0
+            group.append(command)
+            size += len(command.payload)
+        if group:
+            out.append(self._submits_frame(group))
         if out and self._writer is not None and self._connected.is_set():
             self._writer.write(b"".join(out))
+
+    def _submits_frame(self, commands: list[Command]) -> bytes:
+        if len(commands) == 1:
+            return frame(encode(Submit(commands[0])))
+        return frame(encode(Submits(self.id, tuple(commands))))
 
     def _send_read(self, entry: _OutstandingRead) -> None:
         entry.sent_at = time.monotonic()

@@ -100,7 +100,9 @@ class LimitsEntry(_Strict):
     snapshot_chunk: Annotated[int, Field(ge=64, le=MAX_SNAPSHOT_CHUNK)] = Limits.snapshot_chunk
     #: Largest snapshot a server takes in from a peer, in bytes (its reassembly buffer).
     max_snapshot: Annotated[int, Field(ge=1024, le=MAX_SNAPSHOT)] = Limits.max_snapshot
-    #: Largest frame accepted on any connection, in bytes.
+    #: Largest frame accepted on any connection, in bytes. It must hold the largest
+    #: command with room to spare: clients put up to 32 KiB of commands in one frame
+    #: (`paxoi.wire.messages.BATCH_FRAME_BYTES`), one bigger command alone.
     max_frame: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
     #: Messages queued for one peer before further ones are dropped (Paxos tolerates loss).
     peer_queue: Ticks = 100_000

@@ -60,6 +60,7 @@ from ..transport.tcp import (
 from ..wire.codec import PROTOCOL_VERSION, Message, encode
 from ..wire.framing import frame
 from ..wire.messages import (
+    BATCH_FRAME_BYTES,
     ERROR_BUSY,
     ERROR_UNAUTHORIZED,
     KIND_CLIENT,
@@ -110,6 +111,7 @@ class ClientSession:
         #: OK answers not yet framed, (seq, result) pairs: one ClientReplies frame
         #: carries those of one Ready.
         self._answers: list[tuple[int, bytes]] = []
+        self._answer_bytes = 0
         self._dirty = dirty
         #: Sequence numbers submitted here and not answered yet (bounded: client_pending).
         self.pending: set[int] = set()
@@ -120,7 +122,11 @@ class ClientSession:
         if self.closed:
             return
         if type(msg) is ClientReply and msg.status is ReplyStatus.OK:
+            size = len(msg.result)
+            if self._answers and self._answer_bytes + size > BATCH_FRAME_BYTES:
+                self._frame_answers()
             self._answers.append((msg.seq, msg.result))
+            self._answer_bytes += size
         else:
             if self._answers:
                 self._frame_answers()  # they were queued first: they go first
@@ -139,6 +145,7 @@ class ClientSession:
             msg = ClientReplies(self.client, tuple(answers))
         self._out.append(frame(encode(msg)))
         answers.clear()
+        self._answer_bytes = 0
 
     def flush(self) -> None:
         if self._answers:

@@ -69,6 +69,12 @@ class Submit(NamedTuple):
     command: Command
 
 
+#: Payload bytes one Submits or ClientReplies frame carries at most (the rest go in the
+#: next): far inside the servers' and clients' frame limits (`limits.max_frame`, 32 MiB
+#: by default), so a batch never makes a frame that one command alone would not.
+BATCH_FRAME_BYTES = 32 * 1024
+
+
 class Submits(NamedTuple):
     """Two or more of one client's commands in one frame: what a pipelining client
     sends in one event-loop iteration. The server takes each as a `Submit`; one frame
@@ -163,6 +169,7 @@ class ErrorReply:
 
 
 __all__ = [
+    "BATCH_FRAME_BYTES",
     "ERROR_BAD_REQUEST",
     "ERROR_BUSY",
     "ERROR_UNAUTHORIZED",
