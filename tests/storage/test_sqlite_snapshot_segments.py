@@ -229,6 +229,32 @@ def test_a_missing_or_wrong_segment_is_a_clear_error(
     assert detail in str(info.value) and str(tmp_path / DB_FILE) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "sql,why",
+    [
+        ("UPDATE snapshot_segment SET data = zeroblob(length(data)) WHERE idx = 5", "checksum"),
+        ("DELETE FROM snapshot_segment WHERE idx = 5 AND part = 0", "lacks part 0"),
+    ],
+)
+def test_a_damaged_segment_sealed_after_the_snapshot_is_left_out_and_written_again(
+    tmp_path: Path, identity: NodeIdentity, caplog: pytest.LogCaptureFixture, sql: str, why: str
+) -> None:
+    """A segment no stored snapshot lists yet is a head start that the log's replay
+    seals again: damaged, it is reported and left out, not a reason to stop the node,
+    and the snapshot that next needs it writes it again."""
+    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+        s.write([snap(10, SEGMENTS[:5])])
+        s.write([SegmentRecord(5, SEGMENTS[5])])
+    execute(tmp_path, sql)
+    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+        assert s.load().snapshot == snap(10, SEGMENTS[:5]).snapshot
+        assert "segment 5" in caplog.text and why in caplog.text
+        s.write([snap(20, SEGMENTS[:6])])
+        assert s.pieces_written == 2  # segment 5 again; 0-4 are stored
+    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+        assert s.load().snapshot == snap(20, SEGMENTS[:6]).snapshot
+
+
 def _v1_image(slot: int, state: bytes) -> bytes:
     """A snapshot image as paxoi before segments encoded it (version 1), no clients."""
     body = struct.pack(">4sBQQ", b"PXSN", 1, slot, len(state)) + state + struct.pack(">I", 0)
