@@ -197,7 +197,9 @@ class AsyncClient:
         """Send one command now; a future of its result (or of SubmitTimeout,
         ClientClosed, ...). Raises PipelineFull, sending nothing, when `max_outstanding`
         requests are in flight already. Commands are ordered as they are called for,
-        as with `submit`. Must be called from the client's event loop."""
+        as with `submit`. Must be called from the client's event loop. Cancelling the
+        future does not recall the command (it may still be applied); its room in the
+        window frees when its answer comes, or at the next resend check."""
         if self._closed:
             raise ClientClosed("the client is closed")
         if self._in_flight() >= self.max_outstanding or self._room:
