@@ -159,6 +159,10 @@ class PeerLink:
         if writer is None or writer.transport.get_write_buffer_size() > FLUSH_BACKLOG:
             self._wake.set()
             return
+        self._write_queue(writer)
+
+    def _write_queue(self, writer: asyncio.StreamWriter) -> None:
+        """Everything queued, in one write (the pump's and `flush`'s one way to write)."""
         chunk = b"".join(self._queue)
         self.sent += len(self._queue)
         self._queue.clear()
@@ -226,10 +230,7 @@ class PeerLink:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            chunk = b"".join(self._queue)
-            self.sent += len(self._queue)
-            self._queue.clear()
-            writer.write(chunk)
+            self._write_queue(writer)
             await writer.drain()
 
     async def _watch(self, reader: asyncio.StreamReader) -> None:
