@@ -155,6 +155,9 @@ def test_escape_pattern_agrees_with_the_rule_on_every_code_point() -> None:
         ch = chr(code)
         rule = ch in chat._ESCAPES or unicodedata.category(ch) in chat._ESCAPED_CATEGORIES
         assert (chat._NEEDS_ESCAPE.search(ch) is not None) == rule, hex(code)
+        # The quick test in front of the pattern clears no character the rule escapes.
+        assert chat._plain(ch) == (not rule), hex(code)
+        assert chat._plain(f"plain {ch} text") == (not rule), hex(code)
 
 
 def _full_snapshot(log: ChatLog) -> bytes:
