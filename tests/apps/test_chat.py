@@ -223,6 +223,23 @@ def test_a_snapshot_of_another_chunking_restores_to_ours(monkeypatch) -> None:
     assert log.canonical_text(4) == "".join(canonical_line(e) for e in log.entries[4:])
 
 
+def test_any_span_of_the_log_reads_as_the_same_span_of_its_entries(monkeypatch) -> None:
+    """`since` and `canonical_text` slice the chunks that hold a span, across sealed
+    chunks and the tail, with negative and out-of-range positions as list slices."""
+    monkeypatch.setattr(chat, "_SEGMENT_ENTRIES", 4)
+    log = ChatLog()
+    for i in range(11):
+        log.apply(i, Command("a", i + 1, f"m{i}".encode()))
+    entries = log.entries
+    positions = [None, *range(-13, 14)]
+    for start in positions:
+        for stop in positions:
+            expected = entries[start:stop]
+            assert log.since(start or 0, stop) == expected, (start, stop)
+            text = "".join(canonical_line(e) for e in expected)
+            assert log.canonical_text(start or 0, stop) == text, (start, stop)
+
+
 def test_a_long_chat_gives_the_garbage_collector_nothing_to_walk() -> None:
     """A full collection walks every tracked object and every element of each; neither
     the chat's entries nor one list of all of them may be among that, or a long chat

@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
-from typing import Any, TypeAlias
+from itertools import chain
+from typing import TypeAlias
 
 import msgpack
 
@@ -170,15 +170,21 @@ class ChatLog:
     # -- Queries ------------------------------------------------------------------------
 
     def _rows(self, index: int = 0, stop: int | None = None) -> Iterator[_Row]:
+        """The rows at positions [index, stop), as slices of the chunks that hold them:
+        what precedes `index` in its chunk is never walked (a replica asks for the few
+        newest rows after every apply, and stepping through the tail to reach them cost
+        a leader 130 us per command at low load)."""
         span = range(len(self))[index:stop]
-        if not span:
-            return iter(())
         n = _SEGMENT_ENTRIES
-        first = span.start // n
-        chunks: list[Any] = self._sealed[first:]
-        chunks.append(self._tail)
-        rows = (row for chunk in chunks for row in chunk)
-        return islice(rows, span.start - first * n, span.stop - first * n)
+        parts: list[Sequence[_Row]] = []
+        pos = span.start
+        while pos < span.stop:
+            k, offset = divmod(pos, n)
+            chunk = self._sealed[k] if k < len(self._sealed) else self._tail
+            end = min(len(chunk), offset + span.stop - pos)
+            parts.append(chunk[offset:end])
+            pos += end - offset
+        return chain.from_iterable(parts)
 
     @property
     def entries(self) -> list[ChatEntry]:
