@@ -229,6 +229,19 @@ def test_client_results_are_bounded() -> None:
     assert len(machine.entries) == 4
 
 
+def test_client_results_restored_under_a_smaller_limit_are_trimmed() -> None:
+    """Results are evicted by key (the oldest is seq - limit); a table restored from a
+    snapshot taken with a larger limit holds more, and the next apply trims it."""
+    big, _ = learner(client_results=5)
+    for seq in range(1, 6):
+        decide(big, seq - 1, cmd("a", seq))
+    node, _ = learner(client_results=2)
+    node.replica._restore_table(big.replica._table())
+    assert list(node.replica.clients["a"].results) == [1, 2, 3, 4, 5]
+    decide(node, 0, cmd("a", 6))
+    assert list(node.replica.clients["a"].results) == [5, 6]
+
+
 # ------------------------------------------------------------------------------ E2
 
 
