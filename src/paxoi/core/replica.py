@@ -294,8 +294,7 @@ class Replica:
 
     def _restore_table(self, table: tuple[ClientEntry, ...]) -> None:
         self.clients = {
-            client: ClientSession(last_seq, dict(results))
-            for client, last_seq, results in table
+            client: ClientSession(last_seq, dict(results)) for client, last_seq, results in table
         }
 
     def _hand_over_sealed(self, machine: SegmentedStateMachine) -> None:
