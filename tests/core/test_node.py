@@ -89,6 +89,22 @@ def test_self_message_that_may_go_at_once_is_handled_within_the_call() -> None:
     assert [(d, type(m)) for d, m in ready.send_after_persist] == [(0, Accepted)]
 
 
+def test_submit_many_is_submit_of_each_and_one_batch() -> None:
+    """A client's frame of commands goes in with one call; a retry of one already
+    applied among them is answered from the client table, not ordered again."""
+    c = Cluster(config(3))
+    c.elect()
+    c.submit(0, cmd("a", 1))
+    leader = c.nodes[0]
+    leader.take_ready()
+    leader.submit_many([cmd("a", 1), cmd("a", 2), cmd("a", 3)])
+    ready = leader.take_ready()
+    assert [(r.seq, r.status) for r in ready.replies] == [(1, ReplyStatus.OK)]
+    accepts = msgs(ready.send, Accept)
+    assert {d for d, _ in accepts} == {1, 2}
+    assert [(x.client, x.seq) for x in accepts[0][1].value] == [("a", 2), ("a", 3)]
+
+
 def test_decisions_for_the_other_learners_are_lazy_and_nothing_else_is() -> None:
     """A Decide may wait for a ride (Ready.send_lazy): the client's answer comes from
     the leader's own learner, which learns at once."""

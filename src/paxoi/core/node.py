@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Iterable
 
 from .acceptor import Acceptor
 from .bugs import Bug
@@ -148,6 +149,16 @@ class Node:
 
     def submit(self, command: Command) -> None:
         """A client's command arrived at this node."""
+        self._submit(command)
+        self._drain()
+
+    def submit_many(self, commands: Iterable[Command]) -> None:
+        """`submit` each of `commands`, in order (what one frame from a client holds)."""
+        for command in commands:
+            self._submit(command)
+        self._drain()
+
+    def _submit(self, command: Command) -> None:
         if self.replica is not None:
             session = self.replica.clients.get(command.client)
             if session is not None and command.seq <= session.last_seq:
@@ -155,7 +166,6 @@ class Node:
                 # than order it again (it would take a slot and be skipped).
                 result = session.results.get(command.seq, b"")
                 self._reply(ClientReply(command.client, command.seq, ReplyStatus.OK, result))
-                self._drain()
                 return
         if self.proposer is None:
             self._reply(
@@ -163,7 +173,6 @@ class Node:
             )
         else:
             self.proposer.submit(command)
-        self._drain()
 
     def read(self, req: ReadRequest) -> None:
         """A client's read-only query (see `reads.py`; reads through the log are commands)."""

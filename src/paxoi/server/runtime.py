@@ -16,7 +16,7 @@ import logging
 import os
 import random
 import signal
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Sized
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence, Sized
 from functools import partial
 from itertools import chain
 from pathlib import Path
@@ -450,8 +450,8 @@ class Server:
         if ready.applied:
             self._on_applied(ready.applied)
         self._sync_chat()
-        for reply in ready.replies:
-            self._reply(reply)
+        if ready.replies:
+            self._answer(ready.replies)
         for answer in ready.read_replies:
             self._reply(answer)
         self._flush_sessions()
@@ -576,6 +576,19 @@ class Server:
             for chunk in _log_entries(chat.since(start, self._written)):
                 for session in list(self._subscribers):
                     session.send(chunk)
+
+    def _answer(self, replies: list[ClientReply]) -> None:
+        """`_reply` for each of a Ready's replies: per command on the leader, so with
+        the names looked up once."""
+        sessions = self.sessions
+        drop = self.config.faults.msg_drop_rate
+        for reply in replies:
+            session = sessions.get(reply.client)
+            if session is None:
+                continue
+            session.pending.discard(reply.seq)
+            if not (drop and self._dropped()):
+                session.send(reply)
 
     def _reply(self, reply: ClientReply | ReadReply) -> None:
         session = self.sessions.get(reply.client)
@@ -729,11 +742,10 @@ class Server:
                 if batch is None:
                     return
                 for msg in batch:
-                    if isinstance(msg, Submit):
-                        self._take(session, msg.command)
-                    elif isinstance(msg, Submits):
-                        for cmd in msg.commands:
-                            self._take(session, cmd)
+                    if isinstance(msg, Submits):
+                        self._take(session, msg.commands)
+                    elif isinstance(msg, Submit):
+                        self._take(session, (msg.command,))
                     elif isinstance(msg, Read):
                         if self.sessions.get(client) is not session:
                             self.sessions[client] = session
@@ -756,21 +768,26 @@ class Server:
             if self.sessions.get(client) is session:
                 del self.sessions[client]
 
-    def _take(self, session: ClientSession, cmd: Command) -> None:
-        """A client's command: to the node, or BUSY if the client has too many pending."""
+    def _take(self, session: ClientSession, commands: Sequence[Command]) -> None:
+        """A client's commands (one frame's): to the node, each that the client has
+        room for; BUSY for the rest. Per command on a leader, so per frame where it can."""
         client = session.client
-        if cmd.client != client:
-            raise _Refuse("forged", "a client may submit only its own commands")
-        self.stats["client_in"] += 1
+        self.stats["client_in"] += len(commands)
         if self.sessions.get(client) is not session:
             self.sessions[client] = session
-        if not self._admit(session, cmd.seq):
-            self.stats["busy"] = self.stats.get("busy", 0) + 1
-            session.send(ClientReply(client, cmd.seq, ReplyStatus.BUSY, leader=self.node.leader))
-            return
-        if self._dropped():
-            return
-        self.node.submit(cmd)
+        drop = self.config.faults.msg_drop_rate
+        taken: list[Command] = []
+        for cmd in commands:
+            if cmd.client != client:
+                raise _Refuse("forged", "a client may submit only its own commands")
+            if not self._admit(session, cmd.seq):
+                self.stats["busy"] = self.stats.get("busy", 0) + 1
+                reply = ClientReply(client, cmd.seq, ReplyStatus.BUSY, leader=self.node.leader)
+                session.send(reply)
+            elif not (drop and self._dropped()):
+                taken.append(cmd)
+        if taken:
+            self.node.submit_many(taken)
 
     def _admit(self, session: ClientSession, seq: int) -> bool:
         """Per-connection back-pressure: at most `client_pending` commands unanswered."""
