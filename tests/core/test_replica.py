@@ -13,6 +13,7 @@ import random
 import pytest
 from core_helpers import (
     Cluster,
+    ListMachine,
     check_safety,
     cmd,
     config,
@@ -35,6 +36,7 @@ from paxoi.core import (
     Heartbeat,
     InvariantViolation,
     Limits,
+    Node,
     ReplyStatus,
     Snapshot,
     SnapshotChunk,
@@ -227,6 +229,23 @@ def test_client_results_are_bounded() -> None:
     assert retried[0] == ("a", 4, results[4])  # remembered
     assert retried[1] == ("a", 1, b"")  # forgotten result, but still not re-applied (E1)
     assert len(machine.entries) == 4
+
+
+def test_answers_are_built_for_the_audience_only() -> None:
+    """A learner whose shell delivers answers to some clients only (those connected
+    to it) builds none for the others; it applies and remembers everything the same."""
+    connected: set[str] = set()
+    cfg = ClusterConfig.separate(1, 3, 1)
+    machine = ListMachine()
+    node = Node(LEARNER, cfg, random.Random(0), machine, audience=connected)
+    decide(node, 0, cmd("a", 1), cmd("b", 1))
+    assert oks(node.take_ready()) == []  # no one is connected here: a follower
+    connected.add("a")
+    decide(node, 1, cmd("a", 2), cmd("b", 2))
+    decide(node, 2, cmd("a", 1), cmd("b", 1))  # retries of applied commands
+    assert [(c, q) for c, q, _ in oks(node.take_ready())] == [("a", 2), ("a", 1)]
+    assert machine.commands == [("a", 1), ("b", 1), ("a", 2), ("b", 2)]
+    assert node.replica.clients["b"].last_seq == 2
 
 
 def test_client_results_restored_under_a_smaller_limit_are_trimmed() -> None:

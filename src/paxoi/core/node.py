@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from .acceptor import Acceptor
 from .bugs import Bug
@@ -45,7 +45,7 @@ from .ready import Ready
 from .records import DurableState, Record, SnapshotRecord
 from .replica import Replica, serve_catchup
 from .statemachine import StateMachine
-from .types import Ballot, Batch, Command, NodeId, Role, Slot
+from .types import Ballot, Batch, ClientId, Command, NodeId, Role, Slot
 
 #: Election timeouts a leader's learner may stay stuck below `Proposer.decided_below`
 #: before the leader runs phase 1 again to recover those slots (see `_watch_gap`).
@@ -62,7 +62,14 @@ class Node:
         durable: DurableState | None = None,
         bugs: frozenset[Bug] = frozenset(),
         skip_slot: Slot | None = None,
+        audience: Collection[ClientId] | None = None,
     ) -> None:
+        """`audience`: the clients whose answers can reach them from this node, read
+        whenever a command is applied (the server passes its live table of connected
+        clients); the learner builds no answer for any other. None: every client.
+        Answers to no one were a tenth of a follower's CPU under load, and a client
+        that was not there when its command applied gets the answer when it retries
+        (from the client table, as any retry of an applied command)."""
         if node_id not in config.roles:
             raise UsageError(f"node {node_id} is not in the cluster configuration")
         roles = config.roles[node_id]
@@ -114,6 +121,7 @@ class Node:
                 self._emit,
                 bugs,
                 self._snapshotted,
+                audience,
             )
             self.replica.recover(snapshot)
         self.proposer: Proposer | None = None

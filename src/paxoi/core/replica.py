@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from .bugs import Bug
@@ -99,8 +99,11 @@ class Replica:
         emit: Emit,
         bugs: frozenset[Bug] = frozenset(),
         snapshotted: Snapshotted | None = None,
+        audience: Collection[ClientId] | None = None,
     ) -> None:
         self.id = node_id
+        #: The clients whose answers can reach them from here (see Node); None: all.
+        self.audience = audience
         self._cfg = config
         self._rng = rng
         self.log = log
@@ -218,7 +221,10 @@ class Replica:
         apply, emit, reply = self.machine.apply, self._emit, self._reply
         clients = self.clients
         keep = self._keep_table
-        answer = not self._replaying
+        everyone = self.audience is None
+        audience: Collection[ClientId] = self.audience or ()
+        # A node no client is connected to (a follower) builds no answers at all.
+        answer = not self._replaying and (everyone or len(audience) > 0)
         limit = self._cfg.limits.client_results
         for cmd in value:
             client, seq, _ = cmd
@@ -230,7 +236,8 @@ class Replica:
                     session = clients[client] = ClientSession()
                 last = session.last_seq
                 if seq != last + 1:
-                    if seq <= last and answer:  # a retry of one applied: answer it again
+                    if seq <= last and answer and (everyone or client in audience):
+                        # a retry of one applied: answer it again
                         done = session.results.get(seq, b"")
                         reply(ClientReply(client, seq, ReplyStatus.OK, done))
                     continue  # else decided ahead of the client's order; it is retried
@@ -243,7 +250,7 @@ class Replica:
                     while len(results) > limit:  # a table restored under a larger limit
                         del results[next(iter(results))]
             emit(Applied(slot, cmd, result))
-            if answer:
+            if answer and (everyone or client in audience):
                 reply(ClientReply(client, seq, ReplyStatus.OK, result))
 
     # ------------------------------------------------------------------ catch-up

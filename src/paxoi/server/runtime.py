@@ -189,6 +189,9 @@ class Server:
         self._rng = random.Random(f"{seed}/{node_id}") if seed else random.Random()
         self._drop_rng = random.Random(f"drop/{seed}/{node_id}")
         faults = config.faults
+        #: The connection each client last submitted on: where its answers go (and the
+        #: node's audience: it builds answers for these clients only).
+        self.sessions: dict[ClientId, ClientSession] = {}
         self.node = Node(
             node_id,
             config.cluster_config(),
@@ -197,6 +200,7 @@ class Server:
             self.storage.load(),
             skip_slot=faults.skip_slot if faults.skip_slot >= 0 else None,
             bugs=planted_bugs(),
+            audience=self.sessions,
         )
         #: Paxos messages sent to other servers while leading (for the time bomb).
         self.bomb_count = 0
@@ -217,7 +221,6 @@ class Server:
         #: Fixed for this process's life; peers remake their links when it changes.
         self.incarnation = int.from_bytes(os.urandom(7), "big") | 1
         self._peer_incarnations: dict[NodeId, int] = {}
-        self.sessions: dict[ClientId, ClientSession] = {}
         #: Every client connection (several may share a client id).
         self._client_conns: set[ClientSession] = set()
         #: Sessions with replies queued during this Ready.
