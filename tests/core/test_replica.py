@@ -248,6 +248,16 @@ def test_answers_are_built_for_the_audience_only() -> None:
     assert node.replica.clients["b"].last_seq == 2
 
 
+def test_applied_commands_are_counted_and_listed_only_when_asked() -> None:
+    node, machine = learner()
+    decide(node, 0, cmd("a", 1), cmd("a", 3))  # a:3 is ahead of the client's order
+    assert [a.command.seq for a in node.take_ready().applied] == [1]
+    node.replica.report_applied = False
+    decide(node, 1, cmd("a", 2), cmd("b", 1))
+    assert node.take_ready().applied == []
+    assert node.replica.applied_commands == 3 == len(machine.entries)
+
+
 def test_client_results_restored_under_a_smaller_limit_are_trimmed() -> None:
     """Results are evicted by key (the oldest is seq - limit); a table restored from a
     snapshot taken with a larger limit holds more, and the next apply trims it."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from integration_helpers import (
@@ -334,6 +336,46 @@ def test_one_fsync_per_command_at_low_load(cluster: LocalCluster) -> None:
     assert sum(map(len, load.results.values())) == n
     # 2n before decisions were lazy; a few spare for heartbeat-time lazy writes
     assert syncs() - before <= n + n // 4
+
+
+def test_a_key_value_subscriber_gets_each_entry_once_in_order(
+    make_cluster: Callable[..., LocalCluster],
+) -> None:
+    """A key-value log has no backlog: a subscriber gets what commits after it came,
+    from the replica's list of applied commands, which a server fills only while it
+    has such a subscriber (Replica.report_applied)."""
+    from paxoi.apps import kv
+
+    cluster = make_cluster(app="kv")
+    cluster.start()
+    cluster.wait_leader(20)
+
+    async def scenario() -> list[str]:
+        got: list[str] = []
+        first = asyncio.Event()
+        async with AsyncClient.from_config(cluster.config, name="watcher") as watcher:
+
+            async def watch() -> None:
+                async for _, cmd, _ in watcher.subscribe(0):
+                    got.append(json.loads(cmd.payload)["key"])
+                    first.set()
+                    if got[-1] == "after 4":
+                        return
+
+            task = asyncio.ensure_future(watch())
+            async with AsyncClient.from_config(cluster.config, name="writer") as writer:
+                deadline = time.monotonic() + 20
+                while not first.is_set():  # until the subscription is surely in place
+                    assert time.monotonic() < deadline, "the subscriber got nothing"
+                    await writer.submit(kv.put("probe", "probe"))
+                    await asyncio.sleep(0.05)
+                for i in range(5):
+                    await writer.submit(kv.put(f"after {i}", "v"))
+            await asyncio.wait_for(task, 20)
+        return got
+
+    got = [key for key in asyncio.run(scenario()) if key != "probe"]
+    assert got == [f"after {i}" for i in range(5)], got
 
 
 def test_subscriber_gets_the_backlog_then_each_entry_once_in_order(

@@ -104,6 +104,11 @@ class Replica:
         self.id = node_id
         #: The clients whose answers can reach them from here (see Node); None: all.
         self.audience = audience
+        #: Whether each applied command goes into Ready.applied as an `Applied`. A shell
+        #: with no use for them turns this off: they are an object per command.
+        self.report_applied = True
+        #: Commands applied here, replay included (what `report_applied` would count).
+        self.applied_commands = 0
         self._cfg = config
         self._rng = rng
         self.log = log
@@ -226,6 +231,8 @@ class Replica:
         # A node no client is connected to (a follower) builds no answers at all.
         answer = not self._replaying and (everyone or len(audience) > 0)
         limit = self._cfg.limits.client_results
+        report = self.report_applied
+        applied = 0
         for cmd in value:
             client, seq, _ = cmd
             if not keep:
@@ -249,9 +256,12 @@ class Replica:
                     results.pop(seq - limit, None)
                     while len(results) > limit:  # a table restored under a larger limit
                         del results[next(iter(results))]
-            emit(Applied(slot, cmd, result))
+            applied += 1
+            if report:
+                emit(Applied(slot, cmd, result))
             if answer and (everyone or client in audience):
                 reply(ClientReply(client, seq, ReplyStatus.OK, result))
+        self.applied_commands += applied
 
     # ------------------------------------------------------------------ catch-up
     def tick(self) -> None:

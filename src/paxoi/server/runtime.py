@@ -238,6 +238,8 @@ class Server:
         self.failed: BaseException | None = None
         self.stats = {"peer_in": 0, "peer_out": 0, "client_in": 0, "dropped": 0, "rejected": 0}
         self.stats["applied"] = 0  # commands applied by this process (replay included)
+        self._applied_counted = 0  # of the replica's applied_commands
+        self._report_applied()
 
     def _open_storage(self) -> Storage:
         if self.config.storage.memory:
@@ -450,8 +452,7 @@ class Server:
                 records, self._lazy, self._lazy_waited = self._lazy + records, [], 0
             if not self._commit(records, partial(self._release, ready.send_after_persist)):
                 return
-        if ready.applied:
-            self._on_applied(ready.applied)
+        self._on_applied(ready.applied)
         self._sync_chat()
         if ready.replies:
             self._answer(ready.replies)
@@ -553,11 +554,22 @@ class Server:
         for link in used:
             link.flush()
 
+    def _report_applied(self) -> None:
+        """Have the node list what it applies (Ready.applied) only while a subscriber to
+        a key-value log needs it: the chat's subscribers are fed from the chat itself,
+        and the counts come from `applied_commands`."""
+        if self.node.replica is not None:
+            self.node.replica.report_applied = self.chat is None and bool(self._subscribers)
+
     def _on_applied(self, applied: list[Applied]) -> None:
-        self.stats["applied"] += len(applied)
-        if self.heap is not None:
-            self.heap.applied(len(applied))
-        if self._subscribers and self.chat is None:
+        replica = self.node.replica
+        done = replica.applied_commands if replica is not None else 0
+        if done != self._applied_counted:
+            count, self._applied_counted = done - self._applied_counted, done
+            self.stats["applied"] += count
+            if self.heap is not None:
+                self.heap.applied(count)
+        if applied and self._subscribers and self.chat is None:
             entries = tuple((a.slot, a.command, a.result) for a in applied)
             for session in list(self._subscribers):
                 session.send(LogEntries(entries))
@@ -768,6 +780,7 @@ class Server:
             session.closed = True
             self._client_conns.discard(session)
             self._subscribers.discard(session)
+            self._report_applied()
             if self.sessions.get(client) is session:
                 del self.sessions[client]
 
@@ -832,6 +845,7 @@ class Server:
             for chunk in _log_entries(backlog):
                 session.send(chunk)
         self._subscribers.add(session)
+        self._report_applied()
 
     def status(self) -> StatusReply:
         node = self.node
