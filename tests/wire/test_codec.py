@@ -210,6 +210,7 @@ BAD: list[tuple[str, bytes]] = [
     ("payload as str", w(3, 0, [4, 0], 12, [["a", 1, "x"]])),
     ("client as bytes", w(3, 0, [4, 0], 12, [[b"a", 1, b"x"]])),
     ("seq as bool", w(3, 0, [4, 0], 12, [["a", True, b"x"]])),
+    ("a bad command after good ones", w(3, 0, [4, 0], 12, [["a", 1, b"x"], ["a", 2, "x"]])),
     ("pvalue negative slot", w(2, 1, [4, 0], 0, [[[3, 2], -5, []]], 0)),
     ("pvalue arity", w(2, 1, [4, 0], 0, [[[3, 2], 5]], 0)),
     ("accepted not a list", w(2, 1, [4, 0], 0, None, 0)),
