@@ -105,21 +105,26 @@ class ChatLog:
     A slot holds a batch, so several entries may share a slot; they keep batch order.
     `apply` returns the slot as ASCII digits, so a sender learns where its message landed.
 
-    The entries are kept in sealed chunks of `_SEGMENT_ENTRIES` (tuples of rows) and a
-    tail list. Why chunks: a full garbage collection walks every element of every list
-    it tracks, and one list of a million rows cost each collection tens of ms; a tuple
-    of untracked rows is itself untracked, so sealed chunks cost it nothing. Each chunk
-    is encoded once, when sealed, and every later snapshot reuses those bytes.
+    The entries are kept in sealed chunks of `_SEGMENT_ENTRIES` and a tail list of
+    rows. A chunk is encoded once, when sealed, and kept only as those bytes: every
+    later snapshot reuses them, and reading an old entry decodes its chunk again (the
+    latest chunk sealed or read stays decoded, so the rows a replica writes to chat.log
+    as they seal, and a reader going through the log, decode each chunk once). Keeping
+    the rows too doubled the chat's memory, and on this project's virtual machines
+    every fresh page a growing heap touches is costly: at 1 KiB per message a quarter
+    of a follower's CPU went to zeroing new pages. Bytes also cost a full garbage
+    collection nothing to walk (one list of a million rows cost each one tens of ms).
 
     Snapshot (version 2): msgpack objects one after another: `["paxoi-chat", 2]`, then
     one array of `[slot, sender, seq, message]` entries per chunk, the tail last.
     """
 
     def __init__(self) -> None:
-        self._sealed: list[tuple[_Row, ...]] = []
         self._tail: list[_Row] = []
-        #: `_encoded[k]` is chunk k's snapshot bytes.
+        #: `_encoded[k]` is sealed chunk k's snapshot bytes.
         self._encoded: list[bytes] = []
+        #: (k, rows) of the sealed chunk last sealed or decoded.
+        self._decoded: tuple[int, tuple[_Row, ...]] = (-1, ())
 
     # -- StateMachine -------------------------------------------------------------------
 
@@ -134,8 +139,17 @@ class ChatLog:
     def _seal(self) -> None:
         chunk = tuple(self._tail)
         self._tail = []
-        self._sealed.append(chunk)
+        self._decoded = (len(self._encoded), chunk)
         self._encoded.append(_pack(chunk))
+
+    def _chunk(self, k: int) -> Sequence[_Row]:
+        """The rows of chunk k (the tail when k is past the sealed ones)."""
+        if k >= len(self._encoded):
+            return self._tail
+        if self._decoded[0] != k:
+            rows = msgpack.unpackb(self._encoded[k], use_list=False, unicode_errors=_UNICODE_ERRORS)
+            self._decoded = (k, rows)
+        return self._decoded[1]
 
     def snapshot(self) -> bytes:
         """The entries as version 2 (see the class docstring), from the cached encoding
@@ -160,11 +174,10 @@ class ChatLog:
         rows = _read_v2(data) if data.startswith(_SNAPSHOT_HEAD) else _read_v1(data)
         n = _SEGMENT_ENTRIES
         full = len(rows) // n
-        sealed = [tuple(rows[k * n : (k + 1) * n]) for k in range(full)]
         # Encoded again rather than kept as read: every replica's bytes stay the same
         # whoever wrote the snapshot, and a restore is a stall of this size anyway.
-        self._encoded = [_pack(chunk) for chunk in sealed]
-        self._sealed = sealed
+        self._encoded = [_pack(rows[k * n : (k + 1) * n]) for k in range(full)]
+        self._decoded = (-1, ())
         self._tail = rows[full * n :]
 
     # -- Queries ------------------------------------------------------------------------
@@ -180,7 +193,7 @@ class ChatLog:
         pos = span.start
         while pos < span.stop:
             k, offset = divmod(pos, n)
-            chunk = self._sealed[k] if k < len(self._sealed) else self._tail
+            chunk = self._chunk(k)
             end = min(len(chunk), offset + span.stop - pos)
             parts.append(chunk[offset:end])
             pos += end - offset
@@ -192,7 +205,7 @@ class ChatLog:
         return [ChatEntry(*row) for row in self._rows()]
 
     def __len__(self) -> int:
-        return len(self._sealed) * _SEGMENT_ENTRIES + len(self._tail)
+        return len(self._encoded) * _SEGMENT_ENTRIES + len(self._tail)
 
     def since(self, index: int, stop: int | None = None) -> list[ChatEntry]:
         """Entries from position `index` (not slot: a slot may hold several entries) up
