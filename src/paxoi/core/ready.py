@@ -8,6 +8,8 @@ The contract a shell (server runtime, simulator) must honour, as in etcd's Ready
    back to it with `Node.step` at that point, like any other.
 4. `replies`, `read_replies` and `applied` are for clients and the application; they never wait for
    this node's disk (what they report is already durable at a quorum of acceptors).
+   A learner answers only the clients of its `audience` (Node), and lists applied
+   commands only while `Replica.report_applied` is on (the default).
 5. `persist_lazy` records may be written whenever suits the shell (with the next write
    of `persist` records, or on a timer when the node is idle) and may be lost in a
    crash: nothing waits for them. They are a learner's decisions, which its peers and

@@ -457,7 +457,7 @@ class Server:
         if ready.replies:
             self._answer(ready.replies)
         for answer in ready.read_replies:
-            self._reply(answer)
+            self._read_reply(answer)
         self._flush_sessions()
         self._log_role()
         self._check_faults()
@@ -593,8 +593,8 @@ class Server:
                     session.send(chunk)
 
     def _answer(self, replies: list[ClientReply]) -> None:
-        """`_reply` for each of a Ready's replies: per command on the leader, so with
-        the names looked up once."""
+        """A Ready's answers to commands, each to the connection its client last
+        submitted on. Per command on the leader, so with the names looked up once."""
         sessions = self.sessions
         drop = self.config.faults.msg_drop_rate
         for reply in replies:
@@ -605,14 +605,10 @@ class Server:
             if not (drop and self._dropped()):
                 session.send(reply)
 
-    def _reply(self, reply: ClientReply | ReadReply) -> None:
-        session = self.sessions.get(reply.client)
-        if session is None:
-            return
-        if isinstance(reply, ClientReply):
-            session.pending.discard(reply.seq)
-        if not self._dropped():
-            session.send(reply)
+    def _read_reply(self, answer: ReadReply) -> None:
+        session = self.sessions.get(answer.client)
+        if session is not None and not self._dropped():
+            session.send(answer)
 
     def _dropped(self) -> bool:
         """Fault injection: should this message be lost?"""
