@@ -186,7 +186,7 @@ class ChatLog:
         """The rows at positions [index, stop), as slices of the chunks that hold them:
         what precedes `index` in its chunk is never walked (a replica asks for the few
         newest rows after every apply, and stepping through the tail to reach them cost
-        a leader 130 us per command at low load)."""
+        a leader about 25 us of CPU per command at 1 x 1)."""
         span = range(len(self))[index:stop]
         n = _SEGMENT_ENTRIES
         parts: list[Sequence[_Row]] = []

@@ -91,26 +91,7 @@ def batch_from_wire(obj: Any) -> Batch:
     # Tuples too: `to_wire` forms hold the batch's own tuples (msgpack yields lists).
     if not isinstance(obj, (list, tuple)):
         raise DecodeError(f"bad batch: {short(obj)}")
-    # The checks of command_from_wire, in one comprehension rather than a call per
-    # command (every follower decodes every command this way). If it left any out
-    # they are decoded one by one, which raises for a bad one.
-    batch = tuple(
-        [
-            Command(c[0], c[1], c[2])
-            for c in obj
-            if type(c) in _SEQUENCES
-            and len(c) == 3
-            and type(c[0]) is str
-            and type(c[1]) is int
-            and type(c[2]) is bytes
-        ]
-    )
-    if len(batch) != len(obj):
-        return tuple([command_from_wire(c) for c in obj])  # raises for a bad one
-    return batch
-
-
-_SEQUENCES = (list, tuple, Command)
+    return tuple([command_from_wire(c) for c in obj])
 
 
 def command_to_wire(c: Command) -> Command:
