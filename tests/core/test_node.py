@@ -6,7 +6,16 @@ from __future__ import annotations
 import random
 
 import pytest
-from core_helpers import Cluster, ListMachine, check_safety, cmd, config, make_node, msgs
+from core_helpers import (
+    Cluster,
+    ListMachine,
+    all_out,
+    check_safety,
+    cmd,
+    config,
+    make_node,
+    msgs,
+)
 
 from paxoi.core import (
     Accept,
@@ -100,7 +109,7 @@ def test_submit_many_is_submit_of_each_and_one_batch() -> None:
     leader.submit_many([cmd("a", 1), cmd("a", 2), cmd("a", 3)])
     ready = leader.take_ready()
     assert [(r.seq, r.status) for r in ready.replies] == [(1, ReplyStatus.OK)]
-    accepts = msgs(ready.send, Accept)
+    accepts = msgs(all_out(ready), Accept)
     assert {d for d, _ in accepts} == {1, 2}
     assert [(x.client, x.seq) for x in accepts[0][1].value] == [("a", 2), ("a", 3)]
 

@@ -286,6 +286,60 @@ def test_E3_client_ack_only_after_decision() -> None:
     assert [(r.client, r.seq) for r in c.ok_replies(0)] == [("z", 1)]
 
 
+def accepts_to(ready: Ready) -> tuple[list[int], list[int]]:
+    """(acceptors sent the Accepts at once, acceptors sent them lazily)"""
+    return (
+        sorted(d for d, _ in msgs(ready.send, Accept)),
+        sorted(d for d, _ in msgs(ready.send_lazy, Accept)),
+    )
+
+
+def test_a_new_leaders_first_accept_goes_to_every_acceptor_at_once() -> None:
+    node, _, _ = win({1: (), 2: ()})
+    node.submit(cmd("z", 1))
+    assert accepts_to(node.take_ready()) == ([1, 2], [])
+
+
+def test_alone_in_flight_an_accept_goes_at_once_only_to_the_last_quorum() -> None:
+    """The acceptor outside the quorum that chose the previous slot gets it lazily (it
+    still gets it: any quorum can decide); with another slot in flight, everyone at once."""
+    node, ballot, _ = win({1: (), 2: ()})
+    node.submit(cmd("z", 1))
+    node.take_ready()
+    for src in (0, 2, 1):  # its own acceptor and node 2 choose slot 0; node 1 is late
+        node.step(Accepted(src, ballot, 0))
+        node.take_ready()
+    assert node.log.get(0) == Z
+    node.submit(cmd("z", 2))
+    assert accepts_to(node.take_ready()) == ([2], [1])
+    node.submit(cmd("z", 3))
+    assert accepts_to(node.take_ready()) == ([1, 2], [])
+
+
+def test_losing_the_quick_acceptor_costs_one_slot_a_lazy_accept() -> None:
+    c = Cluster(config(3))
+    leader = c.elect()
+    c.submit(leader, cmd("a", 1))
+    c.readies.clear()
+    c.submit(leader, cmd("a", 2))
+    [eager] = [accepts_to(r)[0] for n, r in c.readies if n == leader and r.send]
+    [quick] = eager
+    [other] = [n for n in c.config.acceptors if n not in (leader, quick)]
+    c.crash(quick)
+    c.readies.clear()
+    c.submit(leader, cmd("a", 3))  # this shell sends lazy messages at once, as a tick would
+    assert [accepts_to(r) for n, r in c.readies if n == leader and msgs(all_out(r), Accept)] == [
+        ([quick], [other])
+    ]
+    assert [r.seq for r in c.ok_replies(leader)] == [1, 2, 3]
+    c.readies.clear()
+    c.submit(leader, cmd("a", 4))  # the quorum that answered is the quick one now
+    assert [accepts_to(r) for n, r in c.readies if n == leader and msgs(all_out(r), Accept)] == [
+        ([other], [quick])
+    ]
+    assert [r.seq for r in c.ok_replies(leader)] == [1, 2, 3, 4]
+
+
 # ------------------------------------------------------------------------------ window etc.
 
 

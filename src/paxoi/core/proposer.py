@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 from .bugs import Bug
 from .config import ClusterConfig
@@ -47,7 +48,17 @@ from .messages import (
 from .records import BallotRecord, Record
 from .types import NOOP, Ballot, Batch, ClientId, Command, NodeId, PValue, Seq, Slot
 
-Send = Callable[[NodeId, PeerMessage, bool], None]
+
+class Send(Protocol):
+    """How the proposer hands a message to its node (Node._send): `after_persist` holds
+    it until this Ready's records are durable, `lazy` lets it wait for a ride
+    (Ready.send_after_persist, Ready.send_lazy)."""
+
+    def __call__(
+        self, dst: NodeId, msg: PeerMessage, after_persist: bool, lazy: bool = False
+    ) -> None: ...
+
+
 Persist = Callable[[Record], None]
 Reply = Callable[[ClientReply], None]
 #: (slot, chosen value, the ballot it was chosen in)
@@ -137,6 +148,8 @@ class Proposer:
         self._grants: dict[int, set[NodeId]] = {}
         self._lease_until = 0
         self._recovering = False
+        #: The acceptors whose votes chose the last slot: the quickest quorum lately.
+        self._quick: frozenset[NodeId] | None = None
 
     # ------------------------------------------------------------------ queries
     @property
@@ -269,6 +282,7 @@ class Proposer:
         assert self.ballot is not None
         self.phase = Phase.LEADER
         self.election.leader = self.id
+        self._quick = None  # until this ballot's first slot is chosen: everyone at once
         start = self._p1_from
         if self._compacted > start:
             # Slots below `_compacted` are decided, and some acceptor of the quorum no
@@ -351,11 +365,23 @@ class Proposer:
         return kept
 
     def _propose(self, slot: Slot, value: Batch) -> None:
+        """Send the Accept to every acceptor, but when it is the only slot in flight,
+        to those outside the quickest recent quorum only lazily (Ready.send_lazy).
+
+        At low load every Accept costs each acceptor a wake-up, a write and a sync, and
+        on a machine with fewer cores than servers the one not needed for the quorum
+        competes for the CPU with the two that are: sending it the Accept with the next
+        message, or on the next tick, took a tenth off the latency of one command at a
+        time. It still gets every Accept, so any quorum still decides (a slow or crashed
+        quick acceptor delays a slot by at most a tick, and the next quorum is the one
+        that answered). With more slots in flight every acceptor gets them at once: the
+        pipeline then always has the fastest quorum, and messages leave anyway."""
         assert self.ballot is not None
+        quick = None if self._inflight else self._quick
         self._inflight[slot] = _Proposal(value, self._now)
         msg = Accept(self.id, self.ballot, slot, value)
         for a in self._cfg.acceptors:
-            self._send(a, msg, False)
+            self._send(a, msg, False, quick is not None and a not in quick)
 
     def on_accepted(self, m: Accepted) -> None:
         if self.phase is not Phase.LEADER or m.ballot != self.ballot:
@@ -367,6 +393,7 @@ class Proposer:
         if len(p.acks) < self.quorum:
             return
         del self._inflight[m.slot]
+        self._quick = frozenset(p.acks)
         for cmd in p.value:
             self._queued.discard((cmd.client, cmd.seq))
         self._learn(m.slot, p.value, m.ballot)
@@ -458,6 +485,7 @@ class Proposer:
         for cmd in self._pending:
             self._reply(ClientReply(cmd.client, cmd.seq, ReplyStatus.NOT_LEADER, leader=hint))
         self._inflight.clear()
+        self._quick = None
         self._pending.clear()
         self._queued.clear()
         self._promised_by = set()

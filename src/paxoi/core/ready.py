@@ -20,6 +20,9 @@ The contract a shell (server runtime, simulator) must honour, as in etcd's Ready
    other learners: nothing waits on them (the client's answer comes from the leader's
    own learner), so at low load they need not cost a write and a wake-up of their own
    (two of a command's eight messages), and under load another message always comes.
+   And, when a slot is alone in flight, its Accepts to the acceptors outside the
+   quorum that chose the previous slot (Proposer._propose): the quorum needs only the
+   others, and an acceptor that got none of them would still get them on the tick.
 """
 
 from __future__ import annotations
