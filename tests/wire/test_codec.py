@@ -297,3 +297,16 @@ def test_decoded_values_are_immutable() -> None:
     assert isinstance(msg, Promise)
     assert type(msg.accepted) is tuple
     assert type(msg.accepted[0].value) is tuple
+
+
+def test_decoded_commands_are_commands() -> None:
+    """The decoders build Commands with tuple.__new__ (values.new_command): still
+    Commands, with their fields by name, equal and hashing as the ones encoded."""
+    cmds = (Command("alice", 1, b"hi"), Command("alice", 2, b""))
+    accept = decode(encode(Accept(0, B, 3, cmds)))
+    submits = decode(encode(Submits("alice", cmds)))
+    assert isinstance(accept, Accept) and isinstance(submits, Submits)
+    for got in (accept.value, submits.commands):
+        assert got == cmds and hash(got) == hash(cmds)
+        assert all(type(c) is Command for c in got)
+        assert [(c.client, c.seq, c.payload) for c in got] == [tuple(c) for c in cmds]

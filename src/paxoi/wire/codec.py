@@ -72,6 +72,7 @@ from .values import (
     batch_to_wire,
     command_from_wire,
     command_to_wire,
+    new_command,
     pack,
     pvalue_from_wire,
     pvalue_to_wire,
@@ -505,7 +506,7 @@ def _dec_submits(o: list[Any]) -> Submits:
         # Sequence numbers start at 1 (design.md), as in Submit.
         if type(seq) is not int or seq < 1 or type(payload) is not bytes:
             raise _fail("Submits command", [seq, payload])
-        commands.append(Command(client, seq, payload))
+        commands.append(new_command(Command, (client, seq, payload)))
     return Submits(client, tuple(commands))
 
 
