@@ -34,14 +34,14 @@ class _ShortRepr(reprlib.Repr):
 
 
 _short_repr = _ShortRepr()
+_short_repr.maxstring = 40
+_short_repr.maxother = 40
+_short_repr.maxlevel = 3
 
 #: `new_command(Command, fields)` builds a Command from its three checked fields without
 #: the namedtuple's `__new__`, a Python function: a third of decoding a command, and the
 #: decoders build one per command (a follower's every Accept, a leader's every Submits).
 new_command = tuple.__new__
-_short_repr.maxstring = 40
-_short_repr.maxother = 40
-_short_repr.maxlevel = 3
 
 
 def short(x: Any) -> str:
