@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -13,6 +14,7 @@ from paxoi.bench.worker import Recorder, Session, Window, WorkerSpec, result_of,
 from paxoi.client import ClientClosed, SubmitTimeout
 
 MS = 1_000_000
+Callback = Callable[[bytes | None, BaseException | None], None]
 
 
 class FakeSession:
@@ -26,27 +28,32 @@ class FakeSession:
         self.closed = False
         self.payloads: set[bytes] = set()
 
-    def submit_nowait(self, payload: bytes) -> asyncio.Future[bytes]:
+    def submit_callback(self, payload: bytes, callback: Callback) -> None:
         self.calls += 1
         self.payloads.add(payload)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes] = loop.create_future()
         if not self.hang:
-            loop.call_later(self.delay, self._answer, future, self.calls)
-        return future
+            asyncio.get_running_loop().call_later(self.delay, self._answer, callback, self.calls)
 
-    def _answer(self, future: asyncio.Future[bytes], call: int) -> None:
-        if future.done():
-            return
+    def _answer(self, callback: Callback, call: int) -> None:
         if self.closed:
-            future.set_exception(ClientClosed("closed"))
+            callback(None, ClientClosed("closed"))
         elif self.fail_every and call % self.fail_every == 0:
-            future.set_exception(SubmitTimeout("no answer"))
+            callback(None, SubmitTimeout("no answer"))
         else:
-            future.set_result(b"1")
+            callback(b"1", None)
 
     async def submit(self, payload: bytes) -> bytes:
-        return await self.submit_nowait(payload)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def done(result: bytes | None, error: BaseException | None) -> None:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                assert result is not None
+                future.set_result(result)
+
+        self.submit_callback(payload, done)
+        return await future
 
     async def close(self) -> None:
         self.closed = True

@@ -6,12 +6,12 @@ and `submit_nowait` (which refuses, sending nothing)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
 
-from paxoi.client import AsyncClient, PipelineFull
+from paxoi.client import AsyncClient, PipelineFull, SubmitTimeout
 from paxoi.core.messages import ClientReply, ReplyStatus
 from paxoi.core.types import Command
 from paxoi.transport.tcp import FrameReader
@@ -164,3 +164,66 @@ def test_a_frame_carries_at_most_its_byte_budget_of_commands() -> None:
             await asyncio.gather(*futures)
 
     asyncio.run(scenario())
+
+
+def test_submit_callback_answers_each_command_once_and_may_submit_from_the_callback() -> None:
+    """A chain of commands, each submitted from the previous one's callback (the bench's
+    closed loop); a callback that raises is logged and does not stop the client; the
+    window holds as for submit_nowait; close fails what is left, through the callback."""
+
+    async def scenario() -> None:
+        async with scripted(2) as (server, client):
+            outcomes: list[tuple[bytes | None, str | None]] = []
+
+            def record(result: bytes | None, error: BaseException | None) -> None:
+                outcomes.append((result, type(error).__name__ if error else None))
+                if result == b"A":
+                    client.submit_callback(b"next", record)  # room again already
+                if result == b"B":
+                    raise RuntimeError("a caller's bug")
+
+            client.submit_callback(b"a", record)
+            client.submit_callback(b"b", record)
+            with pytest.raises(PipelineFull):
+                client.submit_callback(b"c", record)
+            commands = await server.wait_commands(2)
+            server.send(ClientReplies(client.id, ((1, b"A"), (1, b"A"), (2, b"B"))))
+            commands = await server.wait_commands(3)
+            assert [c.payload for c in commands] == [b"a", b"b", b"next"]
+            assert outcomes == [(b"A", None), (b"B", None)]  # once each, in answer order
+            server.send(ClientReply(client.id, 3, ReplyStatus.OK, b"N"))
+            await asyncio.wait_for(_until(lambda: len(outcomes) == 3), 5)
+            client.submit_callback(b"last", record)
+            await server.wait_commands(4)
+            await client.close()
+            await asyncio.wait_for(_until(lambda: len(outcomes) == 4), 5)
+            assert outcomes[2:] == [(b"N", None), (None, "ClientClosed")]
+
+    asyncio.run(scenario())
+
+
+def test_submit_callback_reports_a_timeout_once() -> None:
+    async def scenario() -> None:
+        async with scripted(4) as (server, client):
+            outcomes: list[tuple[bytes | None, BaseException | None]] = []
+            client.submit_callback(b"lost", lambda r, e: outcomes.append((r, e)), timeout=0.1)
+            await server.wait_commands(1)
+            await asyncio.wait_for(_until(lambda: bool(outcomes)), 5)
+            await asyncio.sleep(0.2)  # a second report would come within a scan or two
+            assert len(outcomes) == 1
+            result, error = outcomes[0]
+            assert result is None and isinstance(error, SubmitTimeout)
+            # The answer that comes too late is ignored.
+            server.send(ClientReply(client.id, 1, ReplyStatus.OK, b"late"))
+            more = client.submit_nowait(b"more")
+            await server.wait_commands(2)
+            server.send(ClientReply(client.id, 2, ReplyStatus.OK, b"M"))
+            assert await more == b"M"
+            assert len(outcomes) == 1
+
+    asyncio.run(scenario())
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.005)

@@ -115,10 +115,10 @@ class _Client(AsyncClient):
     silence is counted from the first sending of a command, when the wait starts.
     """
 
-    def _send(self, entry: _Outstanding) -> None:
+    def _send(self, entry: _Outstanding, now: float | None = None) -> None:
         if entry.sent_at == 0.0:  # the first sending of this command
-            self._last_heard = max(self._last_heard, time.monotonic())
-        super()._send(entry)
+            self._last_heard = max(self._last_heard, time.monotonic() if now is None else now)
+        super()._send(entry, now)
 
 
 class MasterClient:
