@@ -32,8 +32,9 @@ from ..core.messages import ClientReply, ReadMode, ReadReply, ReplyStatus
 from ..core.types import ClientId, Command, NodeId, Slot
 from ..security.auth import client_options
 from ..security.tls import open_connection
+from ..transport.framed import FrameReader, feed_frames
 from ..transport.runloop import cancel_and_wait
-from ..transport.tcp import FrameReader, close_quietly
+from ..transport.tcp import close_quietly
 from ..wire.codec import PROTOCOL_VERSION, Message, encode
 from ..wire.framing import frame
 from ..wire.messages import (
@@ -635,7 +636,7 @@ class AsyncClient:
                 self._last_heard = time.monotonic()
                 self._resend_all()
                 try:
-                    await self._read(FrameReader(reader, 64 * 1024 * 1024))
+                    await self._read(FrameReader(reader, 64 * 1024 * 1024), writer)
                 except (OSError, DecodeError) as e:
                     if isinstance(e, ssl.SSLError):  # e.g. our certificate refused
                         self._tls_failed(self.target, e)
@@ -662,17 +663,19 @@ class AsyncClient:
         finally:
             retry.cancel()
 
-    async def _read(self, frames: FrameReader) -> None:
+    async def _read(self, frames: FrameReader, writer: asyncio.StreamWriter) -> None:
         here = self.target
-        while True:
-            batch = await frames.read_batch()
-            if batch is None or here != self.target:
-                return
+
+        def handle(batch: list[Message]) -> None:
+            if here != self.target:
+                return  # moving on: _move closed this connection
             self._last_heard = time.monotonic()
             for msg in batch:
                 self._on_message(here, msg)
                 if here != self.target:
                     return
+
+        await feed_frames(writer, frames, handle)
 
     def _on_message(self, src: NodeId, msg: Message) -> None:
         if isinstance(msg, ClientReply):

@@ -26,6 +26,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from ..core.errors import ConfigError, PaxoiError
+from ..transport.framed import open_framed_connection
 
 #: Strong AEAD suites with forward secrecy, for TLS 1.2 (TLS 1.3 suites are all fine).
 TLS12_CIPHERS: Final = "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -178,8 +179,8 @@ async def open_connection(
     """`asyncio.open_connection` to server `node`; with TLS, the server's certificate must
     also name that node of `cluster` (IdentityError otherwise, after closing)."""
     if ssl_context is None:
-        return await asyncio.open_connection(host, port)
-    reader, writer = await asyncio.open_connection(
+        return await open_framed_connection(host, port)
+    reader, writer = await open_framed_connection(
         host,
         port,
         ssl=ssl_context,

@@ -49,14 +49,9 @@ from ..storage import (
     Storage,
     StorageError,
 )
+from ..transport.framed import FrameReader, feed_frames, start_framed_server
 from ..transport.runloop import cancel_and_wait
-from ..transport.tcp import (
-    Address,
-    FrameReader,
-    PeerLink,
-    close_quietly,
-    send_error,
-)
+from ..transport.tcp import Address, PeerLink, close_quietly, send_error
 from ..wire.codec import PROTOCOL_VERSION, Message, encode
 from ..wire.framing import frame
 from ..wire.messages import (
@@ -361,7 +356,7 @@ class Server:
         if self.data_dir is not None and self.chat is not None:
             self._chat_file = open(self.data_dir / "chat.log", "w", encoding="utf-8")  # noqa: SIM115
             self._sync_chat()  # what the snapshot and the replayed log already hold
-        self._server = await asyncio.start_server(
+        self._server = await start_framed_server(
             self._on_connection,
             self.me.bind_host,
             self.me.port,
@@ -726,7 +721,7 @@ class Server:
                     raise _Refuse(
                         "unknown-node", f"node {hello.node} is not a peer of node {self.id}"
                     )
-                await self._serve_peer(hello.node, hello.incarnation, frames)
+                await self._serve_peer(hello.node, hello.incarnation, frames, writer)
             elif hello.kind == KIND_CLIENT and hello.client:
                 await self._serve_client(hello.client, frames, writer)
             else:
@@ -754,7 +749,9 @@ class Server:
         finally:
             await close_quietly(writer)
 
-    async def _serve_peer(self, peer: NodeId, incarnation: int, frames: FrameReader) -> None:
+    async def _serve_peer(
+        self, peer: NodeId, incarnation: int, frames: FrameReader, writer: asyncio.StreamWriter
+    ) -> None:
         link = self.links.get(peer)
         if link is not None:
             known = self._peer_incarnations.get(peer)
@@ -763,10 +760,9 @@ class Server:
                 # It restarted (or we could not reach it): remake our link to it now. Our
                 # own reconnecting never changes our incarnation, so this cannot loop.
                 link.reconnect()
-        while True:
-            batch = await frames.read_batch()
-            if batch is None:
-                return
+        stats, step = self.stats, self.node.step
+
+        def handle(batch: list[Message]) -> None:
             for msg in batch:
                 if not is_peer_message(msg):
                     raise _Refuse("unexpected", f"{type(msg).__name__} is not a peer message")
@@ -776,9 +772,11 @@ class Server:
                     )
                 if peer in self.blocked:
                     continue  # a simulated partition
-                self.stats["peer_in"] += 1
-                self.node.step(msg)
+                stats["peer_in"] += 1
+                step(msg)
             self._kick()
+
+        await feed_frames(writer, frames, handle)
 
     async def _serve_client(
         self, client: ClientId, frames: FrameReader, writer: asyncio.StreamWriter
@@ -801,33 +799,33 @@ class Server:
         watch = IdleWatch(
             loop, limits.client_idle, silent, exempt=lambda: session in self._subscribers
         )
+
+        def handle(batch: list[Message]) -> None:
+            for msg in batch:
+                if isinstance(msg, Submits):
+                    self._take(session, msg.commands)
+                elif isinstance(msg, Submit):
+                    self._take(session, (msg.command,))
+                elif isinstance(msg, Read):
+                    if self.sessions.get(client) is not session:
+                        self.sessions[client] = session
+                    self._advance_clock()  # a lease must be judged on the time now
+                    self.node.read(ReadRequest(client, msg.id, msg.query, msg.mode))
+                elif isinstance(msg, Subscribe):
+                    self._subscribe(session, msg.from_slot)
+                elif isinstance(msg, StatusRequest):
+                    session.send(self.status())
+                elif isinstance(msg, Control):
+                    session.send(self._control(msg))
+                else:
+                    raise _Refuse("unexpected", f"{type(msg).__name__} is not a client request")
+            self._kick()
+            watch.waiting_since = loop.time()
+
         try:
-            while True:
-                watch.waiting_since = loop.time()
-                batch = await frames.read_batch()
-                watch.waiting_since = None
-                if batch is None:
-                    return
-                for msg in batch:
-                    if isinstance(msg, Submits):
-                        self._take(session, msg.commands)
-                    elif isinstance(msg, Submit):
-                        self._take(session, (msg.command,))
-                    elif isinstance(msg, Read):
-                        if self.sessions.get(client) is not session:
-                            self.sessions[client] = session
-                        self._advance_clock()  # a lease must be judged on the time now
-                        self.node.read(ReadRequest(client, msg.id, msg.query, msg.mode))
-                    elif isinstance(msg, Subscribe):
-                        self._subscribe(session, msg.from_slot)
-                    elif isinstance(msg, StatusRequest):
-                        session.send(self.status())
-                    elif isinstance(msg, Control):
-                        session.send(self._control(msg))
-                    else:
-                        raise _Refuse("unexpected", f"{type(msg).__name__} is not a client request")
-                self._kick()
-                await writer.drain()
+            watch.waiting_since = loop.time()
+            # Back-pressure: a client that does not read its answers is not read either.
+            await feed_frames(writer, frames, handle, backpressure=True)
         finally:
             watch.cancel()
             session.closed = True

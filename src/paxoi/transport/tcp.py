@@ -23,16 +23,16 @@ from dataclasses import dataclass
 
 from ..core.types import NodeId
 from ..security.tls import open_connection
-from ..wire.codec import PROTOCOL_VERSION, Message, decode, encode
-from ..wire.framing import FrameDecoder, frame
+from ..wire.codec import PROTOCOL_VERSION, encode
+from ..wire.framing import frame
 from ..wire.messages import KIND_SERVER, ErrorReply, Hello
 from ..wire.values import DecodeError
+from .framed import FrameReader
 from .runloop import cancel_and_wait
 
 log = logging.getLogger("paxoi.transport")
 
 HANDSHAKE_TIMEOUT = 5.0
-READ_CHUNK = 256 * 1024
 #: Bytes a link may hold unsent in its transport and still be written to outside its
 #: pump (PeerLink.flush); past this the pump, which waits for the drain, writes.
 FLUSH_BACKLOG = 64 * 1024
@@ -49,39 +49,6 @@ class Address:
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
-
-
-class FrameReader:
-    """Reads whole decoded messages from a stream, enforcing the maximum frame size."""
-
-    def __init__(self, reader: asyncio.StreamReader, max_frame: int) -> None:
-        self._reader = reader
-        self._decoder = FrameDecoder(max_frame)
-        self._ready: deque[bytes] = deque()
-
-    async def read_batch(self) -> list[Message] | None:
-        """The messages of the next chunk of bytes; None at end of stream."""
-        while not self._ready:
-            data = await self._reader.read(READ_CHUNK)
-            if not data:
-                return None
-            self._ready.extend(self._decoder.feed(data))
-        out = [decode(payload) for payload in self._ready]
-        self._ready.clear()
-        return out
-
-    async def read_one(self) -> Message | None:
-        while not self._ready:
-            data = await self._reader.read(READ_CHUNK)
-            if not data:
-                return None
-            self._ready.extend(self._decoder.feed(data))
-        return decode(self._ready.popleft())
-
-    def pending(self) -> list[Message]:
-        out = [decode(payload) for payload in self._ready]
-        self._ready.clear()
-        return out
 
 
 class PeerLink:
