@@ -1,6 +1,6 @@
-"""A peer link against a listening socket on 127.0.0.1: `flush` writes what is queued
-at once (without waiting for the pump), a lazy message waits for the next one that is
-not lazy or for a flush, and everything arrives in the order it was queued."""
+"""A peer link against a listening socket on 127.0.0.1: `send` only queues, `flush`
+writes what is queued at once (without waiting for the pump), and everything arrives in
+the order it was queued."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ async def next_messages(inbox: asyncio.Queue[Message], timeout: float) -> list[M
     return out
 
 
-def test_flush_writes_now_and_a_lazy_message_waits_for_a_ride() -> None:
+def test_send_queues_and_flush_writes_everything_queued_in_order() -> None:
     async def scenario() -> None:
         inbox: asyncio.Queue[Message] = asyncio.Queue()
 
@@ -49,16 +49,16 @@ def test_flush_writes_now_and_a_lazy_message_waits_for_a_ride() -> None:
             hello = await asyncio.wait_for(inbox.get(), 5)
             assert isinstance(hello, Hello)
 
-            link.send(beat(1), lazy=True)
-            assert await next_messages(inbox, 0.2) == []  # no ride, no flush: it waits
+            link.send(beat(1))
+            assert await next_messages(inbox, 0.2) == []  # no flush: it waits
 
             link.send(beat(2))
-            link.flush()  # written here, in order, the lazy one first
+            link.flush()  # both written here, in order
             got = await next_messages(inbox, 5)
             assert [m.ballot.round for m in got if isinstance(m, Heartbeat)] == [1, 2]
 
-            link.send(beat(3), lazy=True)
-            link.flush()  # what a server's tick does for lazy messages that found no ride
+            link.send(beat(3))
+            link.flush()  # what a server's tick does for lazy messages still queued
             got = await next_messages(inbox, 5)
             assert [m.ballot.round for m in got if isinstance(m, Heartbeat)] == [3]
             assert link.sent == 3 and link.dropped == 0

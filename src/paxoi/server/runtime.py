@@ -593,7 +593,7 @@ class Server:
             data = encoded.get(id(msg))
             if data is None:
                 data = encoded[id(msg)] = frame(encode(msg))
-            link.send(data, waits)
+            link.send(data)
             if not waits:
                 used.add(link)
             self.stats["peer_out"] += 1

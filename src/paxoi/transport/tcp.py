@@ -103,15 +103,15 @@ class PeerLink:
         if self._task is not None:
             await cancel_and_wait(self._task)
 
-    def send(self, data: bytes, lazy: bool = False) -> None:
-        """Queue one framed message; dropped (and counted) if the queue is full. A lazy
-        one waits for the next message that is not, or for `flush`."""
+    def send(self, data: bytes) -> None:
+        """Queue one framed message; dropped (and counted) if the queue is full. It
+        leaves at the next `flush`: the server flushes a link after each batch of sends
+        with a message for it that is not lazy, and on every tick (waking the pump here
+        as well cost a task's wake-up per message for nothing)."""
         if len(self._queue) >= self.max_queue:
             self.dropped += 1
             return
         self._queue.append(data)
-        if not lazy:
-            self._wake.set()
 
     def flush(self) -> None:
         """Write what is queued now rather than when the pump next runs (an event-loop
