@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
+
+import pytest
 
 from paxoi.core.messages import Heartbeat
 from paxoi.core.types import Ballot
@@ -68,3 +71,62 @@ def test_send_queues_and_flush_writes_everything_queued_in_order() -> None:
             await listener.wait_closed()
 
     asyncio.run(scenario())
+
+
+def _loops() -> list[object]:
+    """asyncio, and uvloop where it is installed: uvloop raises on a write to a closed
+    transport where asyncio only warns, so a race that writes one shows only there."""
+    loops: list[object] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    try:
+        import uvloop
+
+        loops.append(pytest.param(uvloop.new_event_loop, id="uvloop"))
+    except ImportError:
+        pass
+    return loops
+
+
+@pytest.mark.parametrize("new_loop", _loops())
+def test_a_link_whose_connection_was_just_lost_neither_raises_nor_loses_the_queue(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """Between a connection's loss and the moment the link's own task hears of it, the
+    server may still send and flush (a Ready, a tick): nothing raises, and what was
+    queued then arrives over the next connection."""
+
+    async def scenario() -> None:
+        inbox: asyncio.Queue[Message] = asyncio.Queue()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            frames = FrameReader(reader, 1 << 20)
+            while (batch := await frames.read_batch()) is not None:
+                for msg in batch:
+                    inbox.put_nowait(msg)
+
+        listener = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        link = PeerLink(0, 1, Address("127.0.0.1", port), "c", 100, random.Random(1))
+        link.start()
+        try:
+            assert isinstance(await asyncio.wait_for(inbox.get(), 5), Hello)
+            writer = link._writer
+            assert writer is not None
+            writer.transport.abort()  # lost, and nobody has heard yet
+            for n in range(1, 4):
+                link.send(beat(n))
+                link.flush()  # the transport is closed: no write, no exception
+            got: list[Message] = []
+            while len([m for m in got if isinstance(m, Heartbeat)]) < 3:
+                got.append(await asyncio.wait_for(inbox.get(), 5))
+            assert isinstance(got[0], Hello)  # a new connection, then the queue in order
+            assert [m.ballot.round for m in got if isinstance(m, Heartbeat)] == [1, 2, 3]
+        finally:
+            await link.stop()
+            listener.close()
+            await listener.wait_closed()
+
+    loop = new_loop()
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()

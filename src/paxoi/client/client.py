@@ -34,7 +34,7 @@ from ..security.auth import client_options
 from ..security.tls import open_connection
 from ..transport.framed import FrameReader, feed_frames
 from ..transport.runloop import cancel_and_wait
-from ..transport.tcp import close_quietly
+from ..transport.tcp import close_quietly, write_if_open
 from ..wire.codec import PROTOCOL_VERSION, Message, encode
 from ..wire.framing import frame
 from ..wire.messages import (
@@ -580,7 +580,7 @@ class AsyncClient:
             if group:
                 out.append(self._submits_frame(group))
         if out and self._writer is not None and self._connected.is_set():
-            self._writer.write(b"".join(out))
+            write_if_open(self._writer, b"".join(out))  # if lost: resent on reconnecting
 
     def _submits_frame(self, commands: list[Command]) -> bytes:
         if len(commands) == 1:

@@ -16,9 +16,8 @@ import logging
 import os
 import random
 import signal
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Coroutine, Iterator, Sequence, Sized
 from functools import partial
-from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,7 +50,7 @@ from ..storage import (
 )
 from ..transport.framed import FrameReader, feed_frames, start_framed_server
 from ..transport.runloop import cancel_and_wait
-from ..transport.tcp import Address, PeerLink, close_quietly, send_error
+from ..transport.tcp import Address, PeerLink, close_quietly, send_error, write_if_open
 from ..wire.codec import PROTOCOL_VERSION, Message, encode
 from ..wire.framing import frame
 from ..wire.messages import (
@@ -153,7 +152,7 @@ class ClientSession:
         if self._answers:
             self._frame_answers()
         if self._out and not self.closed:
-            self.writer.write(b"".join(self._out))
+            write_if_open(self.writer, b"".join(self._out))
         self._out.clear()
 
 
@@ -560,45 +559,57 @@ class Server:
         """The records these messages depend on are durable: let them go."""
         if self._doomed:
             return
-        local = [m for dst, m in messages if dst == self.id]
-        self._send_all((dst, m) for dst, m in messages if dst != self.id)
+        me = self.id
+        local = [m for dst, m in messages if dst == me]
+        self._send_all([(dst, m) for dst, m in messages if dst != me] if local else messages)
         for m in local:
             self.node.step(m)
         self._kick()
 
     def _send_all(
         self,
-        messages: Iterable[tuple[NodeId, PeerMessage]],
-        lazy: Iterable[tuple[NodeId, PeerMessage]] = (),
+        messages: Sequence[tuple[NodeId, PeerMessage]],
+        lazy: Sequence[tuple[NodeId, PeerMessage]] = (),
     ) -> None:
         """Queue each message on its peer's link, the `lazy` ones (Ready.send_lazy)
         after the others, then write the links that got one that is not lazy
         (PeerLink.flush): a lazy one rides along with them, or waits."""
+        if not messages and not lazy:
+            return  # most Readies of a leader at low load (three a command)
         encoded: dict[int, bytes] = {}  # a broadcast is encoded once
         used: set[PeerLink] = set()
-        drop = self.config.faults.msg_drop_rate
-        bomb = self._bomb_limit
-        tagged = chain(((d, m, False) for d, m in messages), ((d, m, True) for d, m in lazy))
-        for dst, msg, waits in tagged:
-            link = self.links.get(dst)
-            if link is None or self._doomed or dst in self.blocked:
-                continue
-            if bomb is not None and isinstance(msg, PROTOCOL_MESSAGES) and self.node.is_leader:
-                if self.bomb_count >= bomb:
-                    self.crash(f"time bomb: {self.bomb_count} Paxos messages sent as leader")
-                    continue
-                self.bomb_count += 1
-            if drop and self._dropped():
-                continue
-            data = encoded.get(id(msg))
-            if data is None:
-                data = encoded[id(msg)] = frame(encode(msg))
-            link.send(data)
-            if not waits:
+        for dst, msg in messages:
+            link = self._queue_on_link(dst, msg, encoded)
+            if link is not None:
                 used.add(link)
-            self.stats["peer_out"] += 1
+        for dst, msg in lazy:
+            self._queue_on_link(dst, msg, encoded)
         for link in used:
             link.flush()
+
+    def _queue_on_link(
+        self, dst: NodeId, msg: PeerMessage, encoded: dict[int, bytes]
+    ) -> PeerLink | None:
+        """`msg` queued on the link to `dst` (its bytes from `encoded` if sent before);
+        the link, or None if the message went nowhere (no such peer, a simulated
+        partition or drop, a crash)."""
+        link = self.links.get(dst)
+        if link is None or self._doomed or dst in self.blocked:
+            return None
+        bomb = self._bomb_limit
+        if bomb is not None and isinstance(msg, PROTOCOL_MESSAGES) and self.node.is_leader:
+            if self.bomb_count >= bomb:
+                self.crash(f"time bomb: {self.bomb_count} Paxos messages sent as leader")
+                return None
+            self.bomb_count += 1
+        if self.config.faults.msg_drop_rate and self._dropped():
+            return None
+        data = encoded.get(id(msg))
+        if data is None:
+            data = encoded[id(msg)] = frame(encode(msg))
+        link.send(data)
+        self.stats["peer_out"] += 1
+        return link
 
     def _report_applied(self) -> None:
         """Have the node list what it applies (Ready.applied) only while a subscriber to

@@ -123,7 +123,11 @@ class PeerLink:
         if not self._queue:
             return
         writer = self._writer
-        if writer is None or writer.transport.get_write_buffer_size() > FLUSH_BACKLOG:
+        if (
+            writer is None
+            or writer.transport.is_closing()  # lost: the pump reconnects, then writes
+            or writer.transport.get_write_buffer_size() > FLUSH_BACKLOG
+        ):
             self._wake.set()
             return
         self._write_queue(writer)
@@ -197,6 +201,8 @@ class PeerLink:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if writer.transport.is_closing():
+                return  # lost before the watcher heard: reconnect, the queue kept
             self._write_queue(writer)
             await writer.drain()
 
@@ -221,6 +227,20 @@ class PeerLink:
         if why != self._tls_error:
             self._tls_error = why
             log.warning("TLS with node %d at %s failed: %s", self.peer, self.address, why)
+
+
+def write_if_open(writer: asyncio.StreamWriter, data: bytes) -> bool:
+    """Write `data` unless the connection is closing or lost; whether it was written.
+
+    Between a connection's loss and the moment its owner's coroutine hears of it, code
+    on other paths (a Ready's answers, a tick's flush) may still hold its writer. asyncio
+    would drop such a write with a warning; uvloop raises RuntimeError, which in a
+    callback or the ticker would break what called it (a stopped ticker is a node that
+    never times out again)."""
+    if writer.transport.is_closing():
+        return False
+    writer.write(data)
+    return True
 
 
 async def send_error(writer: asyncio.StreamWriter, code: str, message: str) -> None:
