@@ -13,9 +13,17 @@ from paxoi.wire.framing import FrameDecoder
 from paxoi.wire.messages import BATCH_FRAME_BYTES, ClientReplies, ErrorReply
 
 
+class Transport:
+    closing = False
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
 class Writer:
     def __init__(self) -> None:
         self.data = b""
+        self.transport = Transport()
 
     def write(self, data: bytes) -> None:
         self.data += data
@@ -63,3 +71,12 @@ def test_answers_beyond_the_byte_budget_go_in_the_next_frame() -> None:
     ]
     seqs = [seq for m in got if isinstance(m, ClientReplies) for seq, _ in m.answers]
     assert seqs + [m.seq for m in got if isinstance(m, ClientReply)] == [1, 2, 3, 4, 5]
+
+
+def test_nothing_is_written_to_a_connection_already_lost() -> None:
+    """Lost a moment ago, before the session's task has heard (uvloop would raise)."""
+    s, w = session()
+    w.transport.closing = True
+    s.send(ok(1))
+    s.flush()
+    assert w.data == b""
