@@ -10,7 +10,7 @@ Each client is one session with `outstanding` commands in flight: `outstanding` 
 each sending its next command when the previous one is answered. A lane is a chain of
 the client's result callbacks (`submit_callback`): no future, no task, and no trip
 through the event loop per command (a future per command, answered through its done
-callback, cost a load process about a quarter more CPU). A command's latency is
+callback, cost a load process about 15-20% more CPU). A command's latency is
 `perf_counter_ns` from the submit to the answer's callback; commands completed inside
 the window count, others (warm-up, drain) do not.
 

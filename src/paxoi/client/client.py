@@ -108,7 +108,7 @@ class _Waiter(Protocol):
 class _CallbackWaiter:
     """A future's stand-in for `submit_callback`: a result calls the caller at once,
     without the future's hop through the event loop (that hop, its handle and the
-    caller's closure were a quarter of a load process's CPU at 8 x 64). An error is
+    caller's closure were about 15% of a load process's CPU at 8 x 64). An error is
     delivered on the next iteration instead: errors come from scans of the client's
     table (deadlines, close), which a callback submitting again would change under them.
     """
