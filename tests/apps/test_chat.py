@@ -5,6 +5,8 @@ import hashlib
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paxoi.apps import chat
 from paxoi.apps.chat import ChatEntry, ChatLog, canonical_line, escape
@@ -280,3 +282,26 @@ def test_snapshot_after_restore_is_canonical_whatever_was_restored(data: bytes) 
     assert log.snapshot() == _full_snapshot(log)
     log.apply(1, Command("b", 1, b"y"))
     assert log.snapshot() == _full_snapshot(log)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["alice", "bob\t2", "c\\d", "é", "e\x7f"]),
+            st.text(alphabet=st.sampled_from("ab \t\n\\\x7f\x00é\u2028~"), max_size=8),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_the_fast_canonical_lines_are_the_escaped_ones(rows: list[tuple[str, str]]) -> None:
+    """canonical_bytes formats plain ASCII rows in one go and checks them in one pass; any
+    row that needs escaping (a tab, a newline, a backslash, a control, DEL) or is not
+    ASCII must give exactly the lines `canonical_line` gives."""
+    log = ChatLog()
+    for seq, (sender, message) in enumerate(rows, start=1):
+        log.apply(seq // 3, Command(sender, seq, message.encode("utf-8", "surrogatepass")))
+    expected = "".join(canonical_line(e) for e in log.entries).encode("utf-8")
+    assert log.canonical_bytes() == expected
+    assert log.canonical() == expected

@@ -267,7 +267,7 @@ class Server:
         self._handshaking: dict[asyncio.StreamWriter, None] = {}
         self._subscribers: set[ClientSession] = set()
         self._flush_scheduled = False
-        self._chat_file: IO[str] | None = None
+        self._chat_file: IO[bytes] | None = None
         self._written = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._connections: set[asyncio.Task[Any]] = set()
@@ -353,7 +353,7 @@ class Server:
             delay=self.config.faults.disk_delay,
         )
         if self.data_dir is not None and self.chat is not None:
-            self._chat_file = open(self.data_dir / "chat.log", "w", encoding="utf-8")  # noqa: SIM115
+            self._chat_file = open(self.data_dir / "chat.log", "wb")  # noqa: SIM115
             self._sync_chat()  # what the snapshot and the replayed log already hold
         self._server = await start_framed_server(
             self._on_connection,
@@ -642,7 +642,7 @@ class Server:
             return
         start, self._written = self._written, len(chat)
         if self._chat_file is not None:
-            self._chat_file.write(chat.canonical_text(start, self._written))
+            self._chat_file.write(chat.canonical_bytes(start, self._written))
             self._chat_file.flush()
         if self._subscribers:
             for chunk in _log_entries(chat.since(start, self._written)):
