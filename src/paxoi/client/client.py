@@ -290,11 +290,8 @@ class AsyncClient:
             # Silence is measured from here, not from before an idle spell: else the
             # first command after a pause would look like a dead server at once.
             self._last_heard = now
-        limit = self.timeout if timeout is None else timeout
-        entry = _Outstanding(Command(self.id, seq, payload), future, deadline=now + limit)
-        entry.timeout = limit
-        if entry.deadline < self._earliest_due:
-            self._earliest_due = entry.deadline
+        entry = _Outstanding(Command(self.id, seq, payload), future)
+        self._set_deadline(entry, timeout, now)
         self._outstanding[seq] = entry
         self._send(entry, now)
         return entry
@@ -376,12 +373,18 @@ class AsyncClient:
         finally:
             self._forget(self._reads, read_id)
 
-    def _set_deadline(self, entry: _Outstanding | _OutstandingRead, timeout: float | None) -> None:
+    def _set_deadline(
+        self,
+        entry: _Outstanding | _OutstandingRead,
+        timeout: float | None,
+        now: float | None = None,
+    ) -> None:
         """The retry loop fails the request with SubmitTimeout once this passes: one
         scan for all requests rather than a timer per request, on every submit's path."""
         entry.timeout = self.timeout if timeout is None else timeout
-        entry.deadline = time.monotonic() + entry.timeout
-        self._earliest_due = min(self._earliest_due, entry.deadline)
+        entry.deadline = deadline = (time.monotonic() if now is None else now) + entry.timeout
+        if deadline < self._earliest_due:
+            self._earliest_due = deadline
 
     def _fail_all(self, error: ClientError) -> None:
         """End every request still waiting with `error`, and those waiting for room."""
@@ -537,9 +540,7 @@ class AsyncClient:
         command = entry.command
         self._commands.append(command)
         self._commands_bytes += len(command.payload)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_out)
+        self._schedule_flush()
 
     def _resend(self, entry: _Outstanding) -> None:
         """No answer in time: send again, and wait twice as long for the next time."""

@@ -176,7 +176,7 @@ async def open_connection(
     node: int,
     handshake_timeout: float = 5.0,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """`asyncio.open_connection` to server `node`; with TLS, the server's certificate must
+    """A connection to server `node` (`open_framed_connection`); with TLS, the certificate must
     also name that node of `cluster` (IdentityError otherwise, after closing)."""
     if ssl_context is None:
         return await open_framed_connection(host, port)
