@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,7 @@ from paxoi.storage import (
     DB_FILE,
     LOCK_FILE,
     SCHEMA_VERSION,
+    SEGMENTS_DIR,
     CorruptData,
     DataDirLocked,
     DataDirUnusable,
@@ -620,40 +621,64 @@ def test_compaction_writes_no_zeros_over_what_it_frees(
     assert wal < 40 * 4096, wal
 
 
+def only_segment_file(tmp_path: Path) -> Path:
+    (path,) = (tmp_path / SEGMENTS_DIR).iterdir()
+    return path
+
+
+def _zero_segment(tmp_path: Path) -> None:
+    path = only_segment_file(tmp_path)
+    path.write_bytes(bytes(path.stat().st_size))
+
+
+def _cut_segment(tmp_path: Path) -> None:
+    path = only_segment_file(tmp_path)
+    path.write_bytes(path.read_bytes()[:-1])
+
+
+def _grow_segment(tmp_path: Path) -> None:
+    path = only_segment_file(tmp_path)
+    path.write_bytes(path.read_bytes() + b"x")
+
+
+def _remove_segment(tmp_path: Path) -> None:
+    only_segment_file(tmp_path).unlink()
+
+
 @pytest.mark.parametrize(
-    "sql,detail",
+    "damage,detail",
     [
-        ("UPDATE snapshot_segment SET data = zeroblob(length(data))", "segment 0 checksum"),
-        (
-            "UPDATE snapshot_segment SET data = substr(data, 1, length(data) - 1)",
-            "segment 0 is 1 bytes, not 2",
-        ),
-        ("UPDATE snapshot_segment SET data = 'te'", "a part of segment 0 does not fit"),
-        ("DELETE FROM snapshot_segment", "segment 0 (CRC 0x"),
-        ("UPDATE snapshot_segment SET crc = crc + 1", "segment 0 (CRC 0x"),
-        (
-            "INSERT INTO snapshot_segment SELECT idx, crc, 1, x'00' FROM snapshot_segment",
-            "segment 0 is 3 bytes, not 2",
-        ),
-        (
-            "INSERT INTO snapshot_segment SELECT idx, crc, 2, x'00' FROM snapshot_segment",
-            "lacks part 1",
-        ),
+        (_zero_segment, "segment 0 checksum"),
+        (_cut_segment, "segment 0 (CRC 0x"),
+        (_cut_segment, "is 1 bytes on disk, not 2"),
+        (_grow_segment, "is 3+ bytes on disk, not 2"),
+        (_remove_segment, "has no file segments/0-"),
+        ("DELETE FROM segment", "segment 0 (CRC 0x"),
+        ("UPDATE segment SET crc = crc + 1", "segment 0 (CRC 0x"),
+        ("UPDATE segment SET length = 'x'", "the row of segment 0 does not fit"),
         ("UPDATE snapshot SET slot = 9", "the frame is of slot 8, not 9"),
         ("UPDATE snapshot SET base = 9", "do not fit"),
         ("UPDATE snapshot SET base = -1", "do not fit"),
-        ("UPDATE snapshot SET piece_size = 0", "do not fit"),
-        ("UPDATE snapshot SET frame = 'text'", "do not fit"),
+        ("UPDATE snapshot SET frame = 'text'", "the frame is a str"),
         ("UPDATE snapshot SET frame = substr(frame, 1, length(frame) - 1)", "frame"),
     ],
 )
 def test_damaged_snapshot_is_a_clear_error(
-    tmp_path: Path, identity: NodeIdentity, sql: str, detail: str
+    tmp_path: Path, identity: NodeIdentity, damage: str | Callable[[Path], None], detail: str
 ) -> None:
     with SqliteStorage.open(tmp_path, identity) as s:
         s.write([*log_records(range(10)), snap(8, 6)])
-    message = load_error_after(tmp_path, identity, sql)
+    files = sorted((tmp_path / SEGMENTS_DIR).iterdir())
+    if isinstance(damage, str):
+        message = load_error_after(tmp_path, identity, damage)
+    else:
+        damage(tmp_path)
+        with SqliteStorage.open(tmp_path, identity) as s, pytest.raises(CorruptData) as info:
+            s.load()
+        message = str(info.value)
     assert detail in message and str(tmp_path / DB_FILE) in message
+    if damage != _remove_segment:  # a damaged node's files stay as they were
+        assert sorted((tmp_path / SEGMENTS_DIR).iterdir()) == files
 
 
 def test_version_1_database_is_upgraded_in_place(tmp_path: Path, identity: NodeIdentity) -> None:

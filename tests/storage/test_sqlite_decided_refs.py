@@ -106,13 +106,13 @@ def test_a_version_4_database_is_upgraded_in_place(tmp_path: Path, identity: Nod
         tmp_path,
         "UPDATE decided SET value = (SELECT value FROM accepted WHERE slot = 1)",
         "CREATE TABLE snapshot_piece (idx INTEGER PRIMARY KEY, data BLOB NOT NULL)",
-        "DROP TABLE snapshot_segment",
+        "DROP TABLE segment",
         "UPDATE meta SET schema_version = 4",
     )
     with SqliteStorage.open(tmp_path, identity) as s:
         assert s.load() == folded(records)
     conn = sqlite3.connect(tmp_path / DB_FILE)
-    assert conn.execute("SELECT schema_version FROM meta").fetchone()[0] == SCHEMA_VERSION == 6
+    assert conn.execute("SELECT schema_version FROM meta").fetchone()[0] == SCHEMA_VERSION == 7
     conn.close()
 
 

@@ -1,9 +1,10 @@
-"""SqliteStorage keeps a snapshot as its frame and its segments, keyed by index and CRC,
-and writes only the segments it does not hold already: sealed ones may come ahead of
-the snapshot that refers to them (SegmentRecord)."""
+"""SqliteStorage keeps a snapshot as its frame and its segments, keyed by index and CRC
+(files listed in table segment), and writes only the segments it does not hold already:
+sealed ones may come ahead of the snapshot that refers to them (SegmentRecord)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
@@ -23,38 +24,43 @@ from paxoi.core.snapshot import Snapshot
 from paxoi.storage import (
     DB_FILE,
     SCHEMA_VERSION,
+    SEGMENTS_DIR,
     CorruptData,
     NodeIdentity,
     SqliteStorage,
     StorageError,
 )
 
-PIECE = 64
 #: Random, so that no two segments are alike by accident.
-SEGMENTS = tuple(os.urandom(100 + i) for i in range(10))  # 2 parts each
+SEGMENTS = tuple(os.urandom(100 + i) for i in range(10))
 
 
 def snap(slot: int, segments: tuple[bytes, ...], base: int = 0) -> SnapshotRecord:
     return SnapshotRecord(Snapshot(slot, segments, (("c", slot, ((slot, b"r"),)),)), base)
 
 
-def part_rows(data_dir: Path) -> list[tuple[int, int, int]]:
-    """(index, CRC, part) of every stored row."""
+def stored_keys(data_dir: Path) -> list[tuple[int, int]]:
+    """(index, CRC) of every stored segment: the rows, which the files must match."""
     conn = sqlite3.connect(data_dir / DB_FILE)
     try:
-        rows = conn.execute("SELECT idx, crc, part FROM snapshot_segment ORDER BY idx, crc, part")
-        return [tuple(r) for r in rows]
+        rows = [tuple(r) for r in conn.execute("SELECT idx, crc FROM segment ORDER BY idx, crc")]
     finally:
         conn.close()
+    folder = data_dir / SEGMENTS_DIR
+    names = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    assert names == sorted(f"{i}-{crc:08x}.seg" for i, crc in rows)
+    return rows
 
 
-def parts_of(*segments: tuple[int, bytes]) -> list[tuple[int, int, int]]:
-    """The rows that hold `segments` (index, bytes) in parts of PIECE bytes."""
-    return sorted(
-        (i, zlib.crc32(data), part)
-        for i, data in segments
-        for part in range(-(-len(data) // PIECE))
-    )
+def keys_of(*segments: tuple[int, bytes]) -> list[tuple[int, int]]:
+    """The keys of `segments` (index, bytes)."""
+    return sorted((i, zlib.crc32(data)) for i, data in segments)
+
+
+def segment_file(data_dir: Path, idx: int) -> Path:
+    """The file of the one stored segment at `idx`."""
+    (path,) = (data_dir / SEGMENTS_DIR).glob(f"{idx}-*.seg")
+    return path
 
 
 def test_a_snapshot_sharing_segments_writes_only_the_new_ones(
@@ -62,19 +68,19 @@ def test_a_snapshot_sharing_segments_writes_only_the_new_ones(
 ) -> None:
     first = snap(10, SEGMENTS)
     second = snap(20, (*SEGMENTS[:9], SEGMENTS[9] + b"grown" * 5, b"appended" * 10))
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    with SqliteStorage.open(tmp_path, identity) as s:
         assert s._conn is not None
         s.write([first])
-        assert s.pieces_written == len(part_rows(tmp_path)) == 20
+        assert s.segments_written == len(stored_keys(tmp_path)) == 10
         changes = s._conn.total_changes
         s.write([second])
-        # The grown last segment (3 parts) and the new one (2): nothing before them.
-        assert s.pieces_written == 20 + 5
-        # SQLite agrees: those parts, the snapshot row, the old last segment's 2 parts
+        # The grown last segment and the new one: nothing before them.
+        assert s.segments_written == 10 + 2
+        # SQLite agrees: their rows, the snapshot row, the old last segment's row
         # dropped; nothing else.
-        assert s._conn.total_changes - changes == 5 + 1 + 2
+        assert s._conn.total_changes - changes == 2 + 1 + 1
         assert s.load().snapshot == second.snapshot
-    assert part_rows(tmp_path) == parts_of(*enumerate(second.snapshot.segments))
+    assert stored_keys(tmp_path) == keys_of(*enumerate(second.snapshot.segments))
 
 
 def test_unchanged_segments_are_not_even_checksummed(
@@ -90,7 +96,7 @@ def test_unchanged_segments_are_not_even_checksummed(
         summed.append(len(data))
         return real(data)
 
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    with SqliteStorage.open(tmp_path, identity) as s:
         s.write([snap(10, SEGMENTS)])
         monkeypatch.setattr(segments, "crc32", crc32)
         s.write([snap(20, (*SEGMENTS, b"new"))])
@@ -101,15 +107,15 @@ def test_a_snapshot_write_runs_no_statement_that_changes_nothing(
     tmp_path: Path, identity: NodeIdentity
 ) -> None:
     """Every statement costs the writer thread a GIL hand-off: a snapshot that only
-    grows, over a base already compacted, is one INSERT of all its new parts, the
+    grows, over a base already compacted, is one INSERT of all its new segments, the
     snapshot row, and COMMIT (a shrinking one adds the delete of the segments it no
     longer has, its compaction the two of rows below the base)."""
     statements: list[str] = []
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    with SqliteStorage.open(tmp_path, identity) as s:
         assert s._conn is not None
         s.write([snap(10, SEGMENTS, base=4)])
         s._conn.set_trace_callback(statements.append)
-        s.write([snap(20, (*SEGMENTS, b"a" * 300, b"b"), base=4)])  # 6 parts, one INSERT
+        s.write([snap(20, (*SEGMENTS, b"a" * 300, b"b"), base=4)])  # 2 segments, one INSERT
         growing = [st.split()[0] for st in statements]
         statements.clear()
         s.write([snap(30, SEGMENTS[:2], base=9)])
@@ -121,20 +127,20 @@ def test_a_snapshot_write_runs_no_statement_that_changes_nothing(
 def test_a_shrinking_snapshot_deletes_the_trailing_segments(
     tmp_path: Path, identity: NodeIdentity
 ) -> None:
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    with SqliteStorage.open(tmp_path, identity) as s:
         s.write([snap(10, SEGMENTS)])
         s.write([snap(20, SEGMENTS[:3])])
-    assert part_rows(tmp_path) == parts_of(*enumerate(SEGMENTS[:3]))
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    assert stored_keys(tmp_path) == keys_of(*enumerate(SEGMENTS[:3]))
+    with SqliteStorage.open(tmp_path, identity) as s:
         assert s.load().snapshot == snap(20, SEGMENTS[:3]).snapshot
 
 
 def test_an_older_snapshot_writes_no_segment(tmp_path: Path, identity: NodeIdentity) -> None:
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    with SqliteStorage.open(tmp_path, identity) as s:
         s.write([snap(20, SEGMENTS)])
-        written = s.pieces_written
+        written = s.segments_written
         s.write([snap(10, (b"older",))])
-        assert s.pieces_written == written
+        assert s.segments_written == written
         assert s.load().snapshot == snap(20, SEGMENTS).snapshot
 
 
@@ -144,18 +150,18 @@ def test_a_restart_loads_the_same_snapshot_and_knows_its_segments(
     """After load(), equal segments (other objects: the machine restored its own) are
     recognised by comparison and not written again."""
     first, second = snap(10, SEGMENTS, 4), snap(20, (*[bytes(s) for s in SEGMENTS], b"+"), 12)
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    with SqliteStorage.open(tmp_path, identity) as s:
         s.write([first])
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    with SqliteStorage.open(tmp_path, identity) as s:
         state = s.load()
         assert (state.snapshot, state.base) == (first.snapshot, 4)
         s.write([second])
-        assert s.pieces_written == 1
-    with SqliteStorage.open(tmp_path, identity) as s:  # another part size reads it too
+        assert s.segments_written == 1
+    with SqliteStorage.open(tmp_path, identity) as s:
         state = s.load()
         assert (state.snapshot, state.base) == (second.snapshot, 12)
         s.write([snap(30, second.snapshot.segments)])  # the same bytes: nothing to write
-        assert s.pieces_written == 0
+        assert s.segments_written == 0
         assert s.load().snapshot == snap(30, second.snapshot.segments).snapshot
 
 
@@ -164,16 +170,16 @@ def test_without_knowing_the_stored_segments_every_one_is_written(
 ) -> None:
     """Before load(), or after a failed write, only the stored keys are known, not the
     bytes: every segment is written again (and what the new frame does not list goes)."""
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    with SqliteStorage.open(tmp_path, identity) as s:
         s.write([snap(10, SEGMENTS)])
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    with SqliteStorage.open(tmp_path, identity) as s:
         assert s._conn is not None
         s.write([snap(20, SEGMENTS)])  # no load() first
-        assert s.pieces_written == 20
+        assert s.segments_written == 10
         s._conn.set_authorizer(
             lambda action, table, *_: (
                 sqlite3.SQLITE_DENY
-                if action == sqlite3.SQLITE_DELETE and table == "snapshot_segment"
+                if action == sqlite3.SQLITE_DELETE and table == "segment"
                 else sqlite3.SQLITE_OK
             )
         )
@@ -181,9 +187,9 @@ def test_without_knowing_the_stored_segments_every_one_is_written(
             s.write([snap(30, SEGMENTS[:5])])  # shrinking: drops segments
         s._conn.set_authorizer(None)
         s.write([snap(40, SEGMENTS)])
-        assert s.pieces_written == 20 + 20
+        assert s.segments_written == 10 + 10
         assert s.load().snapshot == snap(40, SEGMENTS).snapshot
-    assert part_rows(tmp_path) == parts_of(*enumerate(SEGMENTS))
+    assert stored_keys(tmp_path) == keys_of(*enumerate(SEGMENTS))
 
 
 def test_a_segment_damaged_on_disk_is_reported_and_then_rewritten(
@@ -191,68 +197,143 @@ def test_a_segment_damaged_on_disk_is_reported_and_then_rewritten(
 ) -> None:
     """What load() remembers is what is on disk: a damaged segment is reported, and the
     next snapshot rewrites everything (load kept nothing of a snapshot that failed)."""
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    with SqliteStorage.open(tmp_path, identity) as s:
         s.write([snap(10, SEGMENTS)])
-    execute(
-        tmp_path,
-        "UPDATE snapshot_segment SET data = zeroblob(length(data)) WHERE idx = 2 AND part = 1",
-    )
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    _zero(segment_file(tmp_path, 2))
+    with SqliteStorage.open(tmp_path, identity) as s:
         with pytest.raises(CorruptData, match="segment 2 checksum"):
             s.load()
         s.write([snap(20, SEGMENTS)])
-        assert s.pieces_written == 20
+        assert s.segments_written == 10
         assert s.load().snapshot == snap(20, SEGMENTS).snapshot
 
 
+def _zero(path: Path) -> None:
+    path.write_bytes(bytes(path.stat().st_size))
+
+
+def _damage(tmp_path: Path, how: str) -> None:
+    """`how`: SQL to run, or "zero N", "cut N", "remove N" for segment N's file."""
+    verb, _, idx = how.partition(" ")
+    if verb not in ("zero", "cut", "remove"):
+        execute(tmp_path, how)
+        return
+    path = segment_file(tmp_path, int(idx))
+    if verb == "zero":
+        _zero(path)
+    elif verb == "cut":
+        path.write_bytes(path.read_bytes()[:40])
+    else:
+        path.unlink()
+
+
 @pytest.mark.parametrize(
-    "sql,detail",
+    "how,detail",
     [
-        ("DELETE FROM snapshot_segment WHERE idx = 3 AND part = 0", "lacks part 0"),
-        ("DELETE FROM snapshot_segment WHERE idx = 3 AND part = 1", "3 is 64 bytes, not 103"),
-        ("DELETE FROM snapshot_segment WHERE idx = 9", "of 10 is missing"),
-        ("UPDATE snapshot_segment SET idx = 10 WHERE idx = 9", "of 10 is missing"),
-        ("UPDATE snapshot_segment SET data = x'00' WHERE idx = 3 AND part = 0", "3 is 40 bytes"),
-        ("UPDATE snapshot_segment SET part = 'x' WHERE idx = 3 AND part = 1", "lacks part 1"),
+        ("remove 3", "segment 3 (CRC 0x"),
+        ("remove 3", "has no file segments/3-"),
+        ("cut 3", "is 40 bytes on disk, not 103"),
+        ("DELETE FROM segment WHERE idx = 9", "of 10 is missing"),
+        ("UPDATE segment SET idx = 10 WHERE idx = 9", "of 10 is missing"),
+        ("UPDATE segment SET length = 104 WHERE idx = 3", "is 103 bytes on disk, not 104"),
         ("UPDATE snapshot SET frame = x'00'", "snapshot frame too short"),
         ("UPDATE snapshot SET slot = 11", "the frame is of slot 10, not 11"),
     ],
 )
 def test_a_missing_or_wrong_segment_is_a_clear_error(
-    tmp_path: Path, identity: NodeIdentity, sql: str, detail: str
+    tmp_path: Path, identity: NodeIdentity, how: str, detail: str
 ) -> None:
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    with SqliteStorage.open(tmp_path, identity) as s:
         s.write([snap(10, SEGMENTS)])
-    execute(tmp_path, sql)
+    _damage(tmp_path, how)
     with SqliteStorage.open(tmp_path, identity) as s, pytest.raises(CorruptData) as info:
         s.load()
     assert detail in str(info.value) and str(tmp_path / DB_FILE) in str(info.value)
 
 
 @pytest.mark.parametrize(
-    "sql,why",
-    [
-        ("UPDATE snapshot_segment SET data = zeroblob(length(data)) WHERE idx = 5", "checksum"),
-        ("DELETE FROM snapshot_segment WHERE idx = 5 AND part = 0", "lacks part 0"),
-    ],
+    "how,why", [("zero 5", "checksum"), ("cut 5", "40 bytes on disk"), ("remove 5", "no file")]
 )
 def test_a_damaged_segment_sealed_after_the_snapshot_is_left_out_and_written_again(
-    tmp_path: Path, identity: NodeIdentity, caplog: pytest.LogCaptureFixture, sql: str, why: str
+    tmp_path: Path, identity: NodeIdentity, caplog: pytest.LogCaptureFixture, how: str, why: str
 ) -> None:
     """A segment no stored snapshot lists yet is a head start that the log's replay
     seals again: damaged, it is reported and left out, not a reason to stop the node,
     and the snapshot that next needs it writes it again."""
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    with SqliteStorage.open(tmp_path, identity) as s:
         s.write([snap(10, SEGMENTS[:5])])
         s.write([SegmentRecord(5, SEGMENTS[5])])
-    execute(tmp_path, sql)
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    _damage(tmp_path, how)
+    with SqliteStorage.open(tmp_path, identity) as s:
         assert s.load().snapshot == snap(10, SEGMENTS[:5]).snapshot
         assert "segment 5" in caplog.text and why in caplog.text
         s.write([snap(20, SEGMENTS[:6])])
-        assert s.pieces_written == 2  # segment 5 again; 0-4 are stored
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+        assert s.segments_written == 1  # segment 5 again; 0-4 are stored
+    with SqliteStorage.open(tmp_path, identity) as s:
         assert s.load().snapshot == snap(20, SEGMENTS[:6]).snapshot
+    assert stored_keys(tmp_path) == keys_of(*enumerate(SEGMENTS[:6]))
+
+
+def test_a_file_no_row_lists_is_removed_at_load(tmp_path: Path, identity: NodeIdentity) -> None:
+    """A crash between a segment file's write and its transaction's commit, or between
+    a commit that drops a row and the removal of its file, or in the middle of a file,
+    leaves a file no row lists: the next load removes it (and leaves alone files not
+    named like segments)."""
+    with SqliteStorage.open(tmp_path, identity) as s:
+        s.write([snap(10, SEGMENTS[:3])])
+    folder = tmp_path / SEGMENTS_DIR
+    (folder / "7-0badc0de.seg").write_bytes(b"orphan")
+    (folder / "1-0badc0de.seg.tmp").write_bytes(b"half written")
+    (folder / "notes.txt").write_bytes(b"mine")
+    with SqliteStorage.open(tmp_path, identity) as s:
+        assert s.load().snapshot == snap(10, SEGMENTS[:3]).snapshot
+    assert not (folder / "7-0badc0de.seg").exists()
+    assert not (folder / "1-0badc0de.seg.tmp").exists()
+    (folder / "notes.txt").unlink()
+    assert stored_keys(tmp_path) == keys_of(*enumerate(SEGMENTS[:3]))
+
+
+def test_a_failed_transaction_leaves_no_row_for_its_file(
+    tmp_path: Path, identity: NodeIdentity
+) -> None:
+    """Files go first, rows in the transaction: a write that fails after the files
+    leaves files no row lists, never a row without its file."""
+    with SqliteStorage.open(tmp_path, identity) as s:
+        assert s._conn is not None
+        s.write([snap(10, SEGMENTS[:3])])
+        s._conn.set_authorizer(
+            lambda action, table, *_: (
+                sqlite3.SQLITE_DENY
+                if action == sqlite3.SQLITE_UPDATE and table == "snapshot"
+                else sqlite3.SQLITE_OK
+            )
+        )
+        with pytest.raises(StorageError, match="not authorized"):
+            s.write([snap(20, SEGMENTS[:5])])
+        assert len(list((tmp_path / SEGMENTS_DIR).iterdir())) == 5
+    with SqliteStorage.open(tmp_path, identity) as s:
+        assert s.load().snapshot == snap(10, SEGMENTS[:3]).snapshot
+    assert stored_keys(tmp_path) == keys_of(*enumerate(SEGMENTS[:3]))
+
+
+def test_a_full_disk_on_a_segment_file_is_a_clear_error_and_loses_nothing(
+    tmp_path: Path, identity: NodeIdentity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from paxoi.storage import segment_files
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with SqliteStorage.open(tmp_path, identity) as s:
+        s.write([snap(10, SEGMENTS[:1])])
+        with monkeypatch.context() as m:
+            m.setattr(segment_files.os, "write", full)
+            with pytest.raises(StorageError, match=r"segments in .*: the disk is full"):
+                s.write([snap(20, SEGMENTS[:2])])
+        assert s.load().snapshot == snap(10, SEGMENTS[:1]).snapshot
+        s.write([snap(20, SEGMENTS[:2])])
+        assert s.load().snapshot == snap(20, SEGMENTS[:2]).snapshot
+    assert stored_keys(tmp_path) == keys_of(*enumerate(SEGMENTS[:2]))
 
 
 def _v1_image(slot: int, state: bytes) -> bytes:
@@ -284,7 +365,7 @@ def test_older_databases_are_upgraded_in_place(
     execute(
         tmp_path,
         "DROP TABLE snapshot",
-        "DROP TABLE snapshot_segment",
+        "DROP TABLE segment",
         f"""CREATE TABLE snapshot (
             id INTEGER PRIMARY KEY CHECK (id = 0),
             slot INTEGER NOT NULL,
@@ -298,19 +379,19 @@ def test_older_databases_are_upgraded_in_place(
         f"UPDATE meta SET schema_version = {version}",
         *(rows if with_snapshot else []),
     )
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    with SqliteStorage.open(tmp_path, identity) as s:
         state = s.load()
         if not with_snapshot:
-            assert state.snapshot is None and part_rows(tmp_path) == []
+            assert state.snapshot is None and stored_keys(tmp_path) == []
         else:
             want = Snapshot(10, (b"".join(SEGMENTS),))
             assert (state.snapshot, state.base) == (want, 4)
-            assert part_rows(tmp_path) == parts_of((0, want.state))
+            assert stored_keys(tmp_path) == keys_of((0, want.state))
     assert tables_and_version(tmp_path) == ({*CURRENT_TABLES}, SCHEMA_VERSION)
 
 
 CURRENT_TABLES = (
-    "meta", "promised", "accepted", "decided", "proposer", "snapshot", "snapshot_segment"
+    "meta", "promised", "accepted", "decided", "proposer", "snapshot", "segment"
 )  # fmt: skip
 
 
@@ -323,27 +404,68 @@ def tables_and_version(data_dir: Path) -> tuple[set[str], int]:
         conn.close()
 
 
-@pytest.mark.parametrize("version", [4, 5])
-def test_versions_4_and_5_are_upgraded_in_place(
+def as_version(data_dir: Path, version: int, segments: tuple[bytes, ...], piece: int) -> None:
+    """Turn a current directory into one of `version` 4, 5 or 6: table snapshot with a
+    piece_size column; the segments in parts of `piece` bytes in the database (numbered
+    across segments in table snapshot_piece before 6, per segment in snapshot_segment),
+    no files."""
+    pieces = [
+        (i, zlib.crc32(data), part, data[start : start + piece])
+        for i, data in enumerate(segments)
+        for part, start in enumerate(range(0, len(data), piece))
+    ]
+    if version == 6:
+        table = """CREATE TABLE snapshot_segment (idx INTEGER NOT NULL, crc INTEGER NOT NULL,
+            part INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (idx, crc, part))"""
+        rows = [f"INSERT INTO snapshot_segment VALUES ({i}, {c}, {p}, x'{d.hex()}')"
+                for i, c, p, d in pieces]  # fmt: skip
+    else:
+        table = "CREATE TABLE snapshot_piece (idx INTEGER PRIMARY KEY, data BLOB NOT NULL)"
+        rows = [f"INSERT INTO snapshot_piece VALUES ({n}, x'{d.hex()}')"
+                for n, (_, _, _, d) in enumerate(pieces)]  # fmt: skip
+    execute(
+        data_dir,
+        "ALTER TABLE snapshot RENAME TO snapshot_now",
+        """CREATE TABLE snapshot (id INTEGER PRIMARY KEY CHECK (id = 0), slot INTEGER NOT NULL,
+            base INTEGER NOT NULL, frame BLOB NOT NULL, piece_size INTEGER NOT NULL)""",
+        f"INSERT INTO snapshot SELECT id, slot, base, frame, {piece} FROM snapshot_now",
+        "DROP TABLE snapshot_now",
+        "DROP TABLE segment",
+        table,
+        *rows,
+        f"UPDATE meta SET schema_version = {version}",
+    )
+    for path in (data_dir / SEGMENTS_DIR).iterdir():
+        path.unlink()
+
+
+@pytest.mark.parametrize("version", [4, 5, 6])
+def test_versions_4_to_6_are_upgraded_in_place(
     tmp_path: Path, identity: NodeIdentity, version: int
 ) -> None:
     """Versions 4 and 5 keep the segments one after another in table snapshot_piece, in
-    pieces numbered across segments; they become rows of table snapshot_segment."""
-    record = snap(10, SEGMENTS, base=4)
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    pieces numbered across segments, 6 in table snapshot_segment, in parts per segment;
+    they become files listed in table segment, and a segment sealed after the snapshot
+    (6) stays for the next one."""
+    record = snap(10, SEGMENTS[:9], base=4)
+    with SqliteStorage.open(tmp_path, identity) as s:
         s.write([record])
-    execute(
-        tmp_path,
-        "CREATE TABLE snapshot_piece (idx INTEGER PRIMARY KEY, data BLOB NOT NULL)",
-        "INSERT INTO snapshot_piece SELECT row_number() OVER (ORDER BY idx, part) - 1, data "
-        "FROM snapshot_segment",
-        "DROP TABLE snapshot_segment",
-        f"UPDATE meta SET schema_version = {version}",
-    )
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    as_version(tmp_path, version, SEGMENTS[:9], 64)
+    if version == 6:
+        staged = SEGMENTS[9]
+        execute(
+            tmp_path,
+            *(f"INSERT INTO snapshot_segment VALUES (9, {zlib.crc32(staged)}, {p}, "
+              f"x'{staged[p * 64 : p * 64 + 64].hex()}')" for p in range(2)),
+        )  # fmt: skip
+    with SqliteStorage.open(tmp_path, identity) as s:
         state = s.load()
         assert (state.snapshot, state.base) == (record.snapshot, 4)
-    assert part_rows(tmp_path) == parts_of(*enumerate(SEGMENTS))
+        if version == 6:
+            s.write([snap(20, SEGMENTS)])
+            assert s.segments_written == 0  # segment 9 was moved to its file
+    stored = SEGMENTS if version == 6 else SEGMENTS[:9]
+    assert stored_keys(tmp_path) == keys_of(*enumerate(stored))
     assert tables_and_version(tmp_path) == ({*CURRENT_TABLES}, SCHEMA_VERSION)
 
 
@@ -353,15 +475,15 @@ def test_sealed_segments_written_ahead_leave_the_snapshot_only_its_tail(
     """Segments handed over as they seal (in the ordinary writes) are not written again
     by the snapshot that refers to them: its transaction holds only the tail's parts."""
     tail = b"tail" * 10
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    with SqliteStorage.open(tmp_path, identity) as s:
         assert s._conn is not None
         for i, segment in enumerate(SEGMENTS[:9]):
             s.write([SegmentRecord(i, segment)])
-        assert s.pieces_written == 18
+        assert s.segments_written == 9
         changes = s._conn.total_changes
         s.write([snap(10, (*SEGMENTS[:9], tail))])
-        assert s.pieces_written == 18 + 1
-        assert s._conn.total_changes - changes == 1 + 1  # the tail's one part, the row
+        assert s.segments_written == 9 + 1
+        assert s._conn.total_changes - changes == 1 + 1  # the tail's row, the snapshot's
         assert s.load().snapshot == snap(10, (*SEGMENTS[:9], tail)).snapshot
 
 
@@ -374,16 +496,16 @@ def test_a_segment_sealed_where_the_stored_tail_is_keeps_both_until_the_next_sna
     tail, tail2 = b"tail" * 10, b"next" * 10
     first = snap(10, (*SEGMENTS[:5], tail))
     second = snap(20, (*(bytes(x) for x in SEGMENTS[:6]), tail2))
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    with SqliteStorage.open(tmp_path, identity) as s:
         s.write([*(SegmentRecord(i, x) for i, x in enumerate(SEGMENTS[:5])), first])
         s.write([SegmentRecord(5, SEGMENTS[5])])
-    assert part_rows(tmp_path) == parts_of(*enumerate(SEGMENTS[:6]), (5, tail))
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    assert stored_keys(tmp_path) == keys_of(*enumerate(SEGMENTS[:6]), (5, tail))
+    with SqliteStorage.open(tmp_path, identity) as s:
         assert s.load().snapshot == first.snapshot
         s.write([second])
-        assert s.pieces_written == 1  # the new tail: segment 5 is known by its bytes
+        assert s.segments_written == 1  # the new tail: segment 5 is known by its bytes
         assert s.load().snapshot == second.snapshot
-    assert part_rows(tmp_path) == parts_of(*enumerate(second.snapshot.segments))
+    assert stored_keys(tmp_path) == keys_of(*enumerate(second.snapshot.segments))
 
 
 def test_a_segment_sealed_after_the_snapshot_in_the_same_write_is_kept(
@@ -393,13 +515,13 @@ def test_a_segment_sealed_after_the_snapshot_in_the_same_write_is_kept(
     after the snapshot (its record comes after the snapshot's) is the newest at its
     index and stays for the next snapshot, which then writes only its tail."""
     tail = b"tail" * 10
-    with SqliteStorage.open(tmp_path, identity, piece_size=PIECE) as s:
+    with SqliteStorage.open(tmp_path, identity) as s:
         s.write([snap(10, (*SEGMENTS[:3], tail)), SegmentRecord(3, SEGMENTS[3])])
-        assert part_rows(tmp_path) == parts_of(*enumerate(SEGMENTS[:4]), (3, tail))
-        written = s.pieces_written
+        assert stored_keys(tmp_path) == keys_of(*enumerate(SEGMENTS[:4]), (3, tail))
+        written = s.segments_written
         s.write([snap(20, (*SEGMENTS[:4], tail))])
-        assert s.pieces_written == written + 1
-    assert part_rows(tmp_path) == parts_of(*enumerate(SEGMENTS[:4]), (4, tail))
+        assert s.segments_written == written + 1
+    assert stored_keys(tmp_path) == keys_of(*enumerate(SEGMENTS[:4]), (4, tail))
 
 
 def test_random_segment_and_snapshot_writes_load_the_newest_snapshot(
@@ -413,7 +535,7 @@ def test_random_segment_and_snapshot_writes_load_the_newest_snapshot(
     rng = random.Random(8)
     state: list[bytes] = []  # the sealed segments of the machine now
     newest: SnapshotRecord | None = None
-    s = SqliteStorage.open(tmp_path, identity, piece_size=PIECE)
+    s = SqliteStorage.open(tmp_path, identity)
     try:
         for slot in range(1, 200):
             what = rng.random()
@@ -429,13 +551,13 @@ def test_random_segment_and_snapshot_writes_load_the_newest_snapshot(
                 s.write([newest])
             else:
                 s.close()
-                s = SqliteStorage.open(tmp_path, identity, piece_size=PIECE)
+                s = SqliteStorage.open(tmp_path, identity)
                 assert s.load().snapshot == (newest.snapshot if newest else None)
                 if rng.random() < 0.5:  # the machine restored: equal bytes, other objects
                     state = [bytes(x) for x in state]
         assert newest is not None
         assert s.load().snapshot == newest.snapshot
-        rows = {(i, crc) for i, crc, _ in part_rows(tmp_path)}
+        rows = set(stored_keys(tmp_path))
         listed = {(i, zlib.crc32(x)) for i, x in enumerate(newest.snapshot.segments)}
         others = rows - listed
         assert listed <= rows and len({i for i, _ in others}) == len(others)
@@ -453,7 +575,7 @@ def image(slot):
     return SnapshotRecord(Snapshot(slot, (os.urandom(64) * 200 * (1 + slot % 3),)), 0)
 
 s = SqliteStorage.open(sys.argv[1], NodeIdentity("test-cluster", 1, b"config-v1"),
-                       fsync=False, piece_size=512)
+                       fsync=False)
 for slot in range(1, 10**9):
     s.write([image(slot)])
     print(slot, flush=True)
@@ -464,7 +586,7 @@ def test_a_crash_leaves_the_old_or_the_new_snapshot_complete(
     tmp_path: Path, identity: NodeIdentity
 ) -> None:
     """SIGKILL a process that writes growing and shrinking snapshots (each in one
-    transaction, changing every piece): the directory holds one complete snapshot, at
+    transaction, changing every segment): the directory holds one complete snapshot, at
     least as new as the last one the writer reported committed."""
     child = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(_WRITER), str(tmp_path)],
@@ -511,10 +633,10 @@ def test_a_chat_learner_persisting_through_sqlite_restarts_to_the_same_chat(
             ready = node.take_ready()
             pending += ready.persist_lazy + ready.persist
             if slot % 4 == 3:  # a group commit of four Readies
-                snapshots_before = s.pieces_written
+                snapshots_before = s.segments_written
                 s.write(pending)
                 if any(isinstance(r, SnapshotRecord) for r in pending):
-                    assert s.pieces_written - snapshots_before <= 2  # a tail, a sealed one
+                    assert s.segments_written - snapshots_before <= 2  # a tail, a sealed one
                 pending = []
         s.write(pending)
     with SqliteStorage.open(tmp_path, identity, fsync=False) as s:

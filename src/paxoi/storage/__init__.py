@@ -16,12 +16,14 @@ from .base import (
 )
 from .group_commit import CommitStats, GroupCommitter, Notify
 from .memory import MemoryStorage
+from .segment_files import SEGMENTS_DIR
 from .sqlite import DB_FILE, LOCK_FILE, SCHEMA_VERSION, SqliteStorage
 
 __all__ = [
     "DB_FILE",
     "LOCK_FILE",
     "SCHEMA_VERSION",
+    "SEGMENTS_DIR",
     "CommitStats",
     "CorruptData",
     "DataDirLocked",

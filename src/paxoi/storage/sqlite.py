@@ -7,8 +7,9 @@ Snapshots: a `SnapshotRecord` replaces the one row of table `snapshot` (the newe
 snapshot wins) and, in the same transaction, deletes the decided and accepted rows
 below its `base`, so the database stops growing with the log (freed pages are reused).
 The row holds the image's frame (slot, segment lengths and CRCs, client table; see
-core/snapshot.py); the segments are in table `snapshot_segment`, keyed by their index
-and CRC, each cut into parts of at most `piece_size` bytes. A segment that seals reaches
+core/snapshot.py); the segments are files of their own in `segments/`, one per index and
+CRC, listed in table `segment` (see storage/segment_files.py for why files, and the
+order of file and transaction that keeps the two in step). A segment that seals reaches
 storage before any snapshot refers to it (`SegmentRecord`, in the ordinary writes), so
 a snapshot's own transaction writes only its frame and the segments that changed since
 (a chat's tail): rewriting the whole chat, 100s of MB, or even the 100 MB of one period's
@@ -23,6 +24,7 @@ Layout of a data directory:
 
     LOCK      flock()ed for the lifetime of the storage; holds the owner's pid
     data.db   the database (plus data.db-wal and data.db-shm while open)
+    segments/ the snapshot segments, `<index>-<crc>.seg`
 
 Safety rules enforced on open, because each failure mode would otherwise make a node
 silently forget promises it made (which breaks Paxos): the lock (two processes never
@@ -34,6 +36,7 @@ files in it but no database is refused, not initialised).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -74,6 +77,7 @@ from .base import (
     NodeIdentity,
     StorageError,
 )
+from .segment_files import SegmentFiles, fsync_dir
 from .segments import Key, SegmentIndex, SegmentPlan, plan_segments
 
 log = logging.getLogger("paxoi.storage")
@@ -87,13 +91,10 @@ CREATING_FILE = "data.db.creating"
 #: 2: table snapshot. 3: the snapshot's image in table snapshot_chunk. 4: its frame in
 #: table snapshot, its segments in table snapshot_piece. 5: a decided row's value may be
 #: empty, meaning the accepted row's (`_REFERS`). 6: segments in table snapshot_segment,
-#: keyed by index and CRC (stored ahead of the snapshot that refers to them). Older
+#: keyed by index and CRC (stored ahead of the snapshot that refers to them). 7: the
+#: segments in files, listed in table segment; table snapshot without piece_size. Older
 #: versions are upgraded in place when opened.
-SCHEMA_VERSION = 6
-#: Default longest part a snapshot segment is stored in: big enough that per-row costs
-#: vanish, and far below SQLite's limit on one blob (1 GB) for a machine that gives its
-#: whole state as one segment.
-SNAPSHOT_PIECE = 1024 * 1024
+SCHEMA_VERSION = 7
 #: UPSERT (ON CONFLICT DO UPDATE) arrived in 3.24; row values in 3.15.
 MIN_SQLITE = (3, 24, 0)
 #: `PRAGMA application_id` ("pxoi"): tells a paxoi database from any other SQLite file.
@@ -127,25 +128,24 @@ _TABLES = {
         id INTEGER PRIMARY KEY CHECK (id = 0),
         slot INTEGER NOT NULL,
         base INTEGER NOT NULL,
-        frame BLOB NOT NULL,
-        piece_size INTEGER NOT NULL)""",
-    "snapshot_segment": """CREATE TABLE snapshot_segment (
+        frame BLOB NOT NULL)""",
+    "segment": """CREATE TABLE segment (
         idx INTEGER NOT NULL,
         crc INTEGER NOT NULL,
-        part INTEGER NOT NULL,
-        data BLOB NOT NULL,
-        PRIMARY KEY (idx, crc, part))""",
+        length INTEGER NOT NULL,
+        PRIMARY KEY (idx, crc))""",
 }
 #: Tables each schema version must have of those the current one keeps (an older
-#: version is upgraded by creating the rest; versions 2 to 5 hold their snapshot in
+#: version is upgraded by creating the rest; versions 2 to 6 hold their snapshot in
 #: other tables, converted).
 _TABLES_OF = {
-    1: set(_TABLES) - {"snapshot", "snapshot_segment"},
-    2: set(_TABLES) - {"snapshot", "snapshot_segment"},
-    3: set(_TABLES) - {"snapshot", "snapshot_segment"},
-    4: set(_TABLES) - {"snapshot_segment"},
-    5: set(_TABLES) - {"snapshot_segment"},
-    6: set(_TABLES),
+    1: set(_TABLES) - {"snapshot", "segment"},
+    2: set(_TABLES) - {"snapshot", "segment"},
+    3: set(_TABLES) - {"snapshot", "segment"},
+    4: set(_TABLES) - {"segment"},
+    5: set(_TABLES) - {"segment"},
+    6: set(_TABLES) - {"segment"},
+    7: set(_TABLES),
 }
 #: SQLite keeps a WAL file at its largest size unless told otherwise; a snapshot makes
 #: one big transaction, so let the WAL shrink back after checkpoints.
@@ -175,20 +175,12 @@ _ROWS_PER_STATEMENT = 64
 _RAISE_ROUND = "UPDATE proposer SET round_used = ?1 WHERE id = 0 AND round_used < ?1"
 # The newest snapshot wins (write() knows which is newer, and checks: the upsert changes
 # the row only then); the base only grows; rows below the base go.
-_PUT_SNAPSHOT = """INSERT INTO snapshot (id, slot, base, frame, piece_size) VALUES (0, ?, ?, ?, ?)
+_PUT_SNAPSHOT = """INSERT INTO snapshot (id, slot, base, frame) VALUES (0, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE
-    SET slot = excluded.slot, base = max(base, excluded.base), frame = excluded.frame,
-        piece_size = excluded.piece_size
+    SET slot = excluded.slot, base = max(base, excluded.base), frame = excluded.frame
     WHERE excluded.slot > snapshot.slot"""
-_PUT_PARTS = (
-    "INSERT OR REPLACE INTO snapshot_segment (idx, crc, part, data) VALUES ",
-    "(?, ?, ?, ?)",
-    "",
-)
-#: Parts go many to one statement, one step (see `_insert_rows`), with at most this
-#: many bytes of them bound (copied) at once.
-_PART_BYTES_PER_STATEMENT = 16 * 1024 * 1024
-_DROP_SEGMENTS = ("DELETE FROM snapshot_segment WHERE (idx, crc) IN (VALUES ", "(?, ?)", ")")
+_PUT_SEGMENTS = ("INSERT OR REPLACE INTO segment (idx, crc, length) VALUES ", "(?, ?, ?)", "")
+_DROP_SEGMENTS = ("DELETE FROM segment WHERE (idx, crc) IN (VALUES ", "(?, ?)", ")")
 _RAISE_BASE = "UPDATE snapshot SET base = ?1 WHERE id = 0 AND base < ?1"
 _DROP_DECIDED = "DELETE FROM decided WHERE slot < ?"
 _DROP_ACCEPTED = "DELETE FROM accepted WHERE slot < ?"
@@ -227,18 +219,15 @@ class SqliteStorage:
         base: int = 0,
         snapshot_slot: int = -1,
         keys: Sequence[Key] = (),
-        piece_size: int = SNAPSHOT_PIECE,
     ) -> None:
-        if piece_size <= 0:
-            raise ValueError(f"piece_size must be positive, not {piece_size}")
         self.data_dir = data_dir
         self.db_path = data_dir / DB_FILE
         self.identity = identity
         self.fsync = fsync
-        self.piece_size = piece_size
-        #: Snapshot segment parts written so far (unchanged ones are not): for tests and
+        self._files = SegmentFiles(data_dir, fsync)
+        #: Snapshot segments written so far (unchanged ones are not): for tests and
         #: metrics.
-        self.pieces_written = 0
+        self.segments_written = 0
         self._conn: sqlite3.Connection | None = conn
         self._lock_fd = lock_fd
         self._mutex = threading.Lock()
@@ -272,15 +261,13 @@ class SqliteStorage:
         *,
         fsync: bool = True,
         create: bool = True,
-        piece_size: int = SNAPSHOT_PIECE,
     ) -> SqliteStorage:
         """Open (or, if `create` and the directory is new or empty, create) a data directory.
 
         `fsync=False` sets `synchronous=OFF`: writes reach the OS but are not synced, so
         a power loss or kernel crash can lose acknowledged promises. Only for throwaway
         tests (`--no-fsync`). With `create=False` a missing database is an error, which
-        protects a node from starting afresh on, say, an unmounted volume. `piece_size`:
-        the longest piece of a snapshot segment it writes (any stored length is read).
+        protects a node from starting afresh on, say, an unmounted volume.
 
         Raises DataDirUnusable, DataDirLocked, IdentityMismatch or CorruptData, each with
         a message that names the path and says what to do.
@@ -309,7 +296,7 @@ class SqliteStorage:
                 stored, version = _check_db(conn, db)
                 _check_identity(data_dir, stored, identity)
                 if version < SCHEMA_VERSION:
-                    _upgrade(conn, db, version, piece_size)
+                    _upgrade(conn, db, version, SegmentFiles(data_dir, fsync))
                 base, snapshot_slot, keys = _stored_layout(conn, db)
             except BaseException:
                 conn.close()
@@ -326,7 +313,6 @@ class SqliteStorage:
             base=base,
             snapshot_slot=snapshot_slot,
             keys=keys,
-            piece_size=piece_size,
         )
 
     # -- the Storage interface ----------------------------------------------------------
@@ -347,10 +333,10 @@ class SqliteStorage:
                     ).fetchall()
                     decided_rows = conn.execute("SELECT slot, value FROM decided").fetchall()
                     snapshot_rows = conn.execute(
-                        "SELECT slot, base, frame, piece_size FROM snapshot"
+                        "SELECT slot, base, frame FROM snapshot"
                     ).fetchall()
-                    part_rows = conn.execute(
-                        "SELECT idx, crc, part, data FROM snapshot_segment ORDER BY idx, crc, part"
+                    segment_rows = conn.execute(
+                        "SELECT idx, crc, length FROM segment ORDER BY idx, crc"
                     ).fetchall()
                 finally:
                     conn.execute("COMMIT")
@@ -358,13 +344,19 @@ class SqliteStorage:
                 raise _db_error(e, self.db_path, "read") from e
             if len(snapshot_rows) > 1:
                 raise self._corrupt("table snapshot holds more than one row")
-            stored, damaged = self._segment_bytes(part_rows)
-            del part_rows  # the segments' second copy
+            stored, damaged = self._segment_bytes(segment_rows)
             snapshot = base = None
             listed: set[Key] = set()
-            for slot, base, frame, piece_size in snapshot_rows:
-                snapshot, crcs = self._snapshot(slot, base, frame, piece_size, stored, damaged)
+            for slot, base, frame in snapshot_rows:
+                snapshot, crcs = self._snapshot(slot, base, frame, stored, damaged)
                 listed.update(enumerate(crcs))
+            # Only once the snapshot is whole: a damaged database loses nothing more.
+            try:
+                orphans = self._files.remove_orphans([*stored, *damaged])
+            except OSError as e:
+                raise _file_error(e, self._files.path, "clean up") from e
+            for name in orphans:
+                log.info("%s: removed %s, a segment no row lists", self.data_dir, name)
             # The rows no frame lists are segments sealed after the stored snapshot: the
             # newest at their index (any other was dropped by the snapshot's write). They
             # are a head start, not state: the replay of the log seals them again. So
@@ -483,7 +475,7 @@ class SqliteStorage:
             )
             newer: SnapshotRecord | None = None
             plan: SegmentPlan | None = None
-            parts = 0
+            written = 0
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -495,7 +487,7 @@ class SqliteStorage:
                         if snapshot is not None and snapshot.snapshot.slot > stored_slot:
                             newer = snapshot
                         plan = plan_segments(index, _segment_steps(steps, newer))
-                        parts = _insert_segments(conn, plan.writes, self.piece_size)
+                        written = _insert_segments(conn, self._files, plan.writes)
                     if promised is not None and (known is None or promised > known):
                         conn.execute(_RAISE_PROMISED, (promised.round, promised.node))
                     if accepted_rows:
@@ -510,7 +502,7 @@ class SqliteStorage:
                         # newer, and the rows below the old base are gone already.
                         if newer is not None and plan is not None and plan.crcs is not None:
                             frame = encode_frame(newer.snapshot, plan.crcs)
-                            row = (newer.snapshot.slot, base, frame, self.piece_size)
+                            row = (newer.snapshot.slot, base, frame)
                             if conn.execute(_PUT_SNAPSHOT, row).rowcount != 1:
                                 raise self._corrupt("table snapshot changed under this node")
                             if plan.drops:
@@ -528,6 +520,13 @@ class SqliteStorage:
                     raise
             except sqlite3.Error as e:
                 raise _db_error(e, self.db_path, "write") from e
+            except OSError as e:
+                raise _file_error(e, self._files.path, "write") from e
+            if plan is not None and plan.drops:
+                try:
+                    self._files.remove(plan.drops)  # no row names them any more
+                except OSError as e:  # committed all the same: the next load removes them
+                    log.warning("%s: could not remove dropped segments: %s", self.data_dir, e)
             on_disk.update(accepted_now)
             for slot in decisions:  # kept only while a decision may come to refer to it:
                 on_disk.pop(slot, None)  # so it stays small on a learner
@@ -539,7 +538,7 @@ class SqliteStorage:
             self._base = base
             self._segments = plan.after if plan is not None else index
             self._snapshot_slot = newer.snapshot.slot if newer is not None else stored_slot
-            self.pieces_written += parts
+            self.segments_written += written
             if known is not None and promised is not None and promised > known:
                 known = promised
             self._promised = known
@@ -595,32 +594,28 @@ class SqliteStorage:
         return Ballot(rnd, node)
 
     def _segment_bytes(
-        self, part_rows: list[tuple[object, ...]]
+        self, segment_rows: list[tuple[object, ...]]
     ) -> tuple[dict[Key, bytes], dict[Key, str]]:
-        """Each stored segment's parts joined (parts must be blobs numbered from 0), and
-        why each segment whose parts are not is damaged."""
-        parts: dict[Key, list[bytes]] = {}
+        """Each listed segment's bytes, read from its file, and why each segment whose
+        file cannot be read whole is damaged."""
+        stored: dict[Key, bytes] = {}
         damaged: dict[Key, str] = {}
-        for idx, crc, part, data in part_rows:
-            if type(idx) is not int or type(crc) is not int or type(data) is not bytes:
-                raise self._corrupt(
-                    f"table snapshot_segment: a part of segment {idx!r} does not fit"
-                )
-            key = (idx, crc)
-            if key in damaged:
-                continue
-            have = parts.setdefault(key, [])
-            if part != len(have):
-                damaged[key] = f"lacks part {len(have)}"
-                del parts[key]
-                continue
-            have.append(data)
-        joined = {key: p[0] if len(p) == 1 else b"".join(p) for key, p in parts.items()}
-        return joined, damaged
+        for idx, crc, length in segment_rows:
+            if type(idx) is not int or type(crc) is not int or type(length) is not int:
+                raise self._corrupt(f"table segment: the row of segment {idx!r} does not fit")
+            try:
+                data = self._files.read((idx, crc), length)
+            except OSError as e:
+                raise _file_error(e, self._files.path, "read") from e
+            if isinstance(data, str):
+                damaged[idx, crc] = data
+            else:
+                stored[idx, crc] = data
+        return stored, damaged
 
     def _drop_staged(self, key: Key, why: str) -> None:
         log.warning(
-            "%s: table snapshot_segment: segment %d (CRC %#x), sealed after the snapshot, "
+            "%s: segment %d (CRC %#x), sealed after the snapshot, "
             "%s: left out; it is written again when the log's replay seals it",
             self.db_path, key[0], key[1], why,
         )  # fmt: skip
@@ -630,7 +625,6 @@ class SqliteStorage:
         slot: object,
         base: object,
         frame: object,
-        piece_size: object,
         stored: dict[Key, bytes],
         damaged: dict[Key, str],
     ) -> tuple[Snapshot, list[int]]:
@@ -638,11 +632,8 @@ class SqliteStorage:
         right length and matching its CRC), and its segments' CRCs."""
         if type(slot) is not int or type(base) is not int or not 0 <= base <= slot:
             raise self._corrupt(f"table snapshot: slot {slot!r} and base {base!r} do not fit")
-        if type(frame) is not bytes or type(piece_size) is not int or piece_size < 1:
-            raise self._corrupt(
-                f"table snapshot: a frame of type {type(frame).__name__} and piece size "
-                f"{piece_size!r} do not fit"
-            )
+        if type(frame) is not bytes:
+            raise self._corrupt(f"table snapshot: the frame is a {type(frame).__name__}")
         try:
             decoded = decode_frame(frame)
         except SnapshotError as e:
@@ -653,12 +644,10 @@ class SqliteStorage:
         for i, (_, crc) in enumerate(decoded.segments):
             segment = stored.get((i, crc))
             if (i, crc) in damaged:
-                raise self._corrupt(
-                    f"table snapshot_segment: segment {i} (CRC {crc:#x}) {damaged[i, crc]}"
-                )
+                raise self._corrupt(f"segment {i} (CRC {crc:#x}) {damaged[i, crc]}")
             if segment is None:
                 raise self._corrupt(
-                    f"table snapshot_segment: segment {i} (CRC {crc:#x}) of "
+                    f"table segment: segment {i} (CRC {crc:#x}) of "
                     f"{len(decoded.segments)} is missing"
                 )
             segments.append(segment)
@@ -719,7 +708,7 @@ def _prepare_dir(data_dir: Path, create: bool) -> None:
                 f"cannot create data directory {data_dir}: {e.strerror}; "
                 "pass a path whose parent is a writable directory to --data-dir"
             ) from None
-        _fsync_dir(data_dir.parent)
+        fsync_dir(data_dir.parent)
         return
     except NotADirectoryError:
         raise DataDirUnusable(
@@ -832,7 +821,7 @@ def _create_db(data_dir: Path, identity: NodeIdentity, fsync: bool) -> None:
                 os.close(fd)
         os.rename(tmp, data_dir / DB_FILE)
         if fsync:
-            _fsync_dir(data_dir)
+            fsync_dir(data_dir)
     except sqlite3.Error as e:
         raise _db_error(e, tmp, "create") from e
     except OSError as e:
@@ -917,12 +906,15 @@ def _check_db(conn: sqlite3.Connection, db: Path) -> tuple[NodeIdentity, int]:
         raise CorruptData(_corrupt_message(db, f"stored identity is invalid: {e}")) from None
 
 
-def _upgrade(conn: sqlite3.Connection, db: Path, version: int, piece_size: int) -> None:
+def _upgrade(conn: sqlite3.Connection, db: Path, version: int, files: SegmentFiles) -> None:
     """Bring an older schema up to SCHEMA_VERSION, in one transaction: create the tables
     it lacks, and store the snapshot of version 2 (its whole image in table snapshot),
     3 (the image in table snapshot_chunk) or 4 and 5 (a frame in table snapshot, the
-    segments one after another in table snapshot_piece) as a frame and segments. (5
-    added decided rows that refer to the accepted row, which 4 cannot read.)"""
+    segments one after another in table snapshot_piece) as a frame and segments, and
+    the segments of 6 (in parts in table snapshot_segment) as files. (5 added decided
+    rows that refer to the accepted row, which 4 cannot read.) The files are written and
+    synced before the transaction commits; should it not, they are orphans, removed at
+    the next load."""
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -940,7 +932,22 @@ def _upgrade(conn: sqlite3.Connection, db: Path, version: int, piece_size: int) 
                     for slot, base, head in rows
                 ]
                 conn.execute(f"DROP TABLE {table}")
-            if version in (2, 3, 4, 5):
+            moved: list[tuple[Key, bytes]] = []
+            frames: list[tuple[object, object, object]] = []
+            if version == 6:
+                parts: dict[Key, list[bytes]] = {}
+                for idx, crc, data in conn.execute(
+                    "SELECT idx, crc, data FROM snapshot_segment ORDER BY idx, crc, part"
+                ):
+                    if type(idx) is not int or type(crc) is not int or type(data) is not bytes:
+                        raise CorruptData(
+                            _corrupt_message(db, f"table snapshot_segment: segment {idx!r}")
+                        )
+                    parts.setdefault((idx, crc), []).append(data)
+                moved = [(key, b"".join(p)) for key, p in parts.items()]
+                frames = conn.execute("SELECT slot, base, frame FROM snapshot").fetchall()
+                conn.execute("DROP TABLE snapshot_segment")
+            if version in (2, 3, 4, 5, 6):
                 conn.execute("DROP TABLE snapshot")
             existing = {
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -957,8 +964,11 @@ def _upgrade(conn: sqlite3.Connection, db: Path, version: int, piece_size: int) 
                 plan = plan_segments(SegmentIndex(), [snap])
                 assert plan.crcs is not None
                 frame = encode_frame(snap, plan.crcs)
-                conn.execute(_PUT_SNAPSHOT, (slot, base, frame, piece_size))
-                _insert_segments(conn, plan.writes, piece_size)
+                conn.execute(_PUT_SNAPSHOT, (slot, base, frame))
+                _insert_segments(conn, files, plan.writes)
+            for row in frames:
+                conn.execute(_PUT_SNAPSHOT, row)
+            _insert_segments(conn, files, moved)
             conn.execute("UPDATE meta SET schema_version = ? WHERE id = 0", (SCHEMA_VERSION,))
             conn.execute("COMMIT")
         except BaseException:
@@ -968,6 +978,8 @@ def _upgrade(conn: sqlite3.Connection, db: Path, version: int, piece_size: int) 
             raise
     except sqlite3.Error as e:
         raise _db_error(e, db, "upgrade") from e
+    except OSError as e:
+        raise _file_error(e, files.path, "upgrade") from e
 
 
 def _stored_layout(conn: sqlite3.Connection, db: Path) -> tuple[int, int, list[Key]]:
@@ -975,7 +987,7 @@ def _stored_layout(conn: sqlite3.Connection, db: Path) -> tuple[int, int, list[K
     keys of the stored segments; bad values are reported by load()."""
     try:
         row = conn.execute("SELECT base, slot FROM snapshot WHERE id = 0").fetchone()
-        keys = conn.execute("SELECT idx, crc FROM snapshot_segment WHERE part = 0").fetchall()
+        keys = conn.execute("SELECT idx, crc FROM segment").fetchall()
     except sqlite3.Error as e:
         raise _db_error(e, db, "read") from e
     base, slot = row if row is not None else (0, -1)
@@ -1075,42 +1087,20 @@ def _segment_steps(
 
 
 def _insert_segments(
-    conn: sqlite3.Connection, segments: list[tuple[Key, bytes]], piece_size: int
+    conn: sqlite3.Connection, files: SegmentFiles, segments: list[tuple[Key, bytes]]
 ) -> int:
-    """`segments` in parts of at most `piece_size` bytes, in as few statements as
-    `_ROWS_PER_STATEMENT` and `_PART_BYTES_PER_STATEMENT` allow; the parts written."""
-    rows: list[tuple[int, int, int, memoryview]] = []
-    for (idx, crc), data in segments:
-        view = memoryview(data)
-        for part, start in enumerate(range(0, len(data), piece_size)):
-            rows.append((idx, crc, part, view[start : start + piece_size]))
-        if not data:
-            rows.append((idx, crc, 0, view))
-    start = size = 0
-    for i, row in enumerate(rows):
-        if i > start and (
-            size + len(row[3]) > _PART_BYTES_PER_STATEMENT or i - start == _ROWS_PER_STATEMENT
-        ):
-            _insert_rows(conn, _PUT_PARTS, rows[start:i])
-            start, size = i, 0
-        size += len(row[3])
-    if start < len(rows):
-        _insert_rows(conn, _PUT_PARTS, rows[start:])
-    return len(rows)
+    """Write `segments`' files (synced) and their rows, in the open transaction: a row
+    never commits before its file is durable. The number written."""
+    if not segments:
+        return 0
+    files.write(segments)
+    _insert_rows(conn, _PUT_SEGMENTS, [(idx, crc, len(data)) for (idx, crc), data in segments])
+    return len(segments)
 
 
 def _uri(path: Path, mode: str) -> str:
     """A file: URI, so `mode=rw` can forbid SQLite from creating a missing database."""
     return f"{path.as_uri()}?mode={mode}"
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a directory entry (a created or renamed file) durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _corrupt_message(db: Path, detail: str) -> str:
@@ -1148,3 +1138,19 @@ def _db_error(e: sqlite3.Error, db: Path, doing: str) -> StorageError:
             "kernel log); restart the node only once the device is healthy"
         )
     return StorageError(f"cannot {doing} {db}: {text}")
+
+
+def _file_error(e: OSError, path: Path, doing: str) -> StorageError:
+    """Map an OSError on a segment file to the StorageError a user can act on."""
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return DataDirUnusable(
+            f"cannot {doing} snapshot segments in {path} ({e.strerror}) as {_who()}; make "
+            "the data directory and its files readable and writable by the user running "
+            "paxoi, or use another --data-dir"
+        )
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(
+            f"cannot {doing} snapshot segments in {path}: the disk is full; free space on "
+            "the device that holds the data directory, then restart the node"
+        )
+    return StorageError(f"cannot {doing} snapshot segments in {path}: {e}")
