@@ -13,7 +13,10 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,6 +33,7 @@ from paxoi.storage import (
     SqliteStorage,
     StorageError,
 )
+from paxoi.storage.segment_files import SegmentFiles
 
 #: Random, so that no two segments are alike by accident.
 SEGMENTS = tuple(os.urandom(100 + i) for i in range(10))
@@ -645,3 +649,98 @@ def test_a_chat_learner_persisting_through_sqlite_restarts_to_the_same_chat(
     again = ChatLog()
     Node(4, cfg, random.Random(0), again, durable)
     assert again.entries == machine.entries and len(again.entries) == 900
+
+
+def _fsync_spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(thread name, file name) of every fsync of segment_files from now on."""
+    from paxoi.storage import segment_files
+
+    calls: list[tuple[str, str]] = []
+    real = segment_files.os.fsync
+
+    def fsync(fd: int) -> None:
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        calls.append((threading.current_thread().name, name))
+        real(fd)
+
+    monkeypatch.setattr(segment_files.os, "fsync", fsync)
+    return calls
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.005)
+
+
+def test_segments_sealed_ahead_are_synced_behind_not_by_the_write(
+    tmp_path: Path, identity: NodeIdentity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sealed segment's file is fsynced by the syncing thread, never by the write
+    that carries it (the group-commit thread, where every accept waits)."""
+    with SqliteStorage.open(tmp_path, identity) as s:
+        calls = _fsync_spy(monkeypatch)
+        s.write([SegmentRecord(i, x) for i, x in enumerate(SEGMENTS[:4])])
+        wait_until(lambda: not s._files.unsynced)
+        names = {f"{i}-{crc:08x}.seg" for i, crc in keys_of(*enumerate(SEGMENTS[:4]))}
+        assert {name for thread, name in calls if thread == "paxoi-segment-sync"} >= names
+        assert not {name for thread, name in calls if thread != "paxoi-segment-sync"} & names
+
+
+def test_a_snapshot_syncs_the_segments_it_lists_before_it_commits(
+    tmp_path: Path, identity: NodeIdentity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the syncing thread has not reached, the snapshot's write syncs before
+    COMMIT (here there is no such thread); after a restart, the segments no snapshot
+    lists count as not synced."""
+    with SqliteStorage.open(tmp_path, identity) as s:
+        assert s._conn is not None
+        s._files = SegmentFiles(tmp_path, fsync=True, behind=False)
+        calls = _fsync_spy(monkeypatch)
+        s.write([SegmentRecord(i, x) for i, x in enumerate(SEGMENTS[:4])])
+        assert [name for _, name in calls] == [tmp_path.name]  # segments/ made: its entry
+        assert s._files.unsynced == set(keys_of(*enumerate(SEGMENTS[:4])))
+        at_commit: list[set[tuple[int, int]]] = []
+        s._conn.set_trace_callback(
+            lambda sql: at_commit.append(s._files.unsynced) if sql == "COMMIT" else None
+        )
+        calls.clear()
+        s.write([snap(10, (*SEGMENTS[:4], b"tail"))])
+        assert at_commit == [set()]
+        assert len(calls) == 2 + 4 + 1  # the tail and the directory, then 4 and it again
+        s._conn.set_trace_callback(None)
+        s.write([SegmentRecord(4, SEGMENTS[4])])
+        assert s._files.unsynced == set(keys_of((4, SEGMENTS[4])))
+    with SqliteStorage.open(tmp_path, identity) as s:
+        s._files.close()
+        s._files = SegmentFiles(tmp_path, fsync=True, behind=False)
+        s.load()
+        assert s._files.unsynced == set(keys_of((4, SEGMENTS[4])))
+        calls.clear()
+        s.write([snap(20, SEGMENTS[:5])])
+        assert len(calls) == 1 + 1  # segment 4 and the directory; nothing written anew
+        assert s._files.unsynced == set()
+        assert s.load().snapshot == snap(20, SEGMENTS[:5]).snapshot
+
+
+def test_a_segment_that_failed_to_sync_fails_the_snapshot_that_lists_it(
+    tmp_path: Path, identity: NodeIdentity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a failed fsync the kernel may have dropped the pages, and a second fsync
+    would succeed on nothing: the snapshot that lists the file fails its write."""
+    from paxoi.storage import segment_files
+
+    real = segment_files.os.fsync
+
+    def fsync(fd: int) -> None:
+        if threading.current_thread().name == "paxoi-segment-sync":
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(fd)
+
+    with SqliteStorage.open(tmp_path, identity) as s:
+        monkeypatch.setattr(segment_files.os, "fsync", fsync)
+        s.write([SegmentRecord(0, SEGMENTS[0])])
+        wait_until(lambda: bool(s._files._failed))
+        with pytest.raises(StorageError, match="Input/output error"):
+            s.write([snap(10, SEGMENTS[:2])])

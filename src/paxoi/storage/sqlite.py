@@ -370,6 +370,8 @@ class SqliteStorage:
                 if key not in listed and crc32(data) != key[1]:
                     self._drop_staged(key, f"checksum is {crc32(data):#x}")
                     del stored[key]
+            # Synced before the snapshot that lists them committed; the others may not be.
+            self._files.found(key for key in stored if key not in listed)
             index = SegmentIndex(dict(stored))
             index.latest.update((i, (stored[i, crc], crc)) for i, crc in listed)
             for (i, crc), data in stored.items():
@@ -487,7 +489,9 @@ class SqliteStorage:
                         if snapshot is not None and snapshot.snapshot.slot > stored_slot:
                             newer = snapshot
                         plan = plan_segments(index, _segment_steps(steps, newer))
-                        written = _insert_segments(conn, self._files, plan.writes)
+                        written = _insert_segments(
+                            conn, self._files, plan.writes, sync=newer is not None
+                        )
                     if promised is not None and (known is None or promised > known):
                         conn.execute(_RAISE_PROMISED, (promised.round, promised.node))
                     if accepted_rows:
@@ -501,6 +505,8 @@ class SqliteStorage:
                         # that would change nothing: the upsert raises the base when
                         # newer, and the rows below the old base are gone already.
                         if newer is not None and plan is not None and plan.crcs is not None:
+                            # Its segments sealed ahead were not synced when written.
+                            self._files.sync(enumerate(plan.crcs))
                             frame = encode_frame(newer.snapshot, plan.crcs)
                             row = (newer.snapshot.slot, base, frame)
                             if conn.execute(_PUT_SNAPSHOT, row).rowcount != 1:
@@ -550,6 +556,7 @@ class SqliteStorage:
             if conn is None:
                 return
             try:
+                self._files.close()
                 conn.close()
             except sqlite3.Error as e:
                 raise _db_error(e, self.db_path, "close") from e
@@ -965,10 +972,10 @@ def _upgrade(conn: sqlite3.Connection, db: Path, version: int, files: SegmentFil
                 assert plan.crcs is not None
                 frame = encode_frame(snap, plan.crcs)
                 conn.execute(_PUT_SNAPSHOT, (slot, base, frame))
-                _insert_segments(conn, files, plan.writes)
+                _insert_segments(conn, files, plan.writes, sync=True)
             for row in frames:
                 conn.execute(_PUT_SNAPSHOT, row)
-            _insert_segments(conn, files, moved)
+            _insert_segments(conn, files, moved, sync=True)
             conn.execute("UPDATE meta SET schema_version = ? WHERE id = 0", (SCHEMA_VERSION,))
             conn.execute("COMMIT")
         except BaseException:
@@ -1087,13 +1094,16 @@ def _segment_steps(
 
 
 def _insert_segments(
-    conn: sqlite3.Connection, files: SegmentFiles, segments: list[tuple[Key, bytes]]
+    conn: sqlite3.Connection,
+    files: SegmentFiles,
+    segments: list[tuple[Key, bytes]],
+    sync: bool,
 ) -> int:
-    """Write `segments`' files (synced) and their rows, in the open transaction: a row
-    never commits before its file is durable. The number written."""
+    """Write `segments`' files (synced if `sync`) and their rows, in the open
+    transaction: a row never commits before its file is written. The number written."""
     if not segments:
         return 0
-    files.write(segments)
+    files.write(segments, sync)
     _insert_rows(conn, _PUT_SEGMENTS, [(idx, crc, len(data)) for (idx, crc), data in segments])
     return len(segments)
 
