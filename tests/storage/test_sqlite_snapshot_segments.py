@@ -56,6 +56,15 @@ def stored_keys(data_dir: Path) -> list[tuple[int, int]]:
     return rows
 
 
+def deny(conn: sqlite3.Connection, action: int, table: str) -> None:
+    """Make SQLite refuse `action` on `table`: a write that fails halfway."""
+    conn.set_authorizer(
+        lambda act, tab, *_: (
+            sqlite3.SQLITE_DENY if (act, tab) == (action, table) else sqlite3.SQLITE_OK
+        )
+    )
+
+
 def keys_of(*segments: tuple[int, bytes]) -> list[tuple[int, int]]:
     """The keys of `segments` (index, bytes)."""
     return sorted((i, zlib.crc32(data)) for i, data in segments)
@@ -180,13 +189,7 @@ def test_without_knowing_the_stored_segments_every_one_is_written(
         assert s._conn is not None
         s.write([snap(20, SEGMENTS)])  # no load() first
         assert s.segments_written == 10
-        s._conn.set_authorizer(
-            lambda action, table, *_: (
-                sqlite3.SQLITE_DENY
-                if action == sqlite3.SQLITE_DELETE and table == "segment"
-                else sqlite3.SQLITE_OK
-            )
-        )
+        deny(s._conn, sqlite3.SQLITE_DELETE, "segment")
         with pytest.raises(StorageError, match="not authorized"):
             s.write([snap(30, SEGMENTS[:5])])  # shrinking: drops segments
         s._conn.set_authorizer(None)
@@ -305,13 +308,7 @@ def test_a_failed_transaction_leaves_no_row_for_its_file(
     with SqliteStorage.open(tmp_path, identity) as s:
         assert s._conn is not None
         s.write([snap(10, SEGMENTS[:3])])
-        s._conn.set_authorizer(
-            lambda action, table, *_: (
-                sqlite3.SQLITE_DENY
-                if action == sqlite3.SQLITE_UPDATE and table == "snapshot"
-                else sqlite3.SQLITE_OK
-            )
-        )
+        deny(s._conn, sqlite3.SQLITE_UPDATE, "snapshot")
         with pytest.raises(StorageError, match="not authorized"):
             s.write([snap(20, SEGMENTS[:5])])
         assert len(list((tmp_path / SEGMENTS_DIR).iterdir())) == 5

@@ -123,7 +123,7 @@ class SegmentFiles:
                         self._wake.notify()
             written.append(key)
         if written and sync and self.fsync:
-            fsync_dir(self.path)
+            fsync_path(self.path)
         if self._behind and self._thread is None and self._queue:
             self._thread = threading.Thread(
                 target=self._sync_behind, name="paxoi-segment-sync", daemon=True
@@ -140,9 +140,9 @@ class SegmentFiles:
         if failed is not None:
             raise failed
         for key in keys:
-            _fsync_file(self.path / segment_name(key))
+            fsync_path(self.path / segment_name(key))
         if keys:
-            fsync_dir(self.path)
+            fsync_path(self.path)
             with self._mutex:
                 self._unsynced.difference_update(keys)
 
@@ -167,7 +167,7 @@ class SegmentFiles:
             done: list[Key] = []
             for key in batch:
                 try:
-                    _fsync_file(self.path / segment_name(key))
+                    fsync_path(self.path / segment_name(key))
                 except FileNotFoundError:
                     continue  # dropped (or replaced, and then synced) since
                 except OSError as e:
@@ -178,7 +178,7 @@ class SegmentFiles:
                 done.append(key)
             try:
                 if done:
-                    fsync_dir(self.path)
+                    fsync_path(self.path)
             except OSError as e:
                 log.warning("%s: could not sync the directory: %s", self.path, e)
                 continue  # they stay unsynced: the snapshot that lists them syncs them
@@ -226,19 +226,12 @@ class SegmentFiles:
         if not self.path.is_dir():
             self.path.mkdir(exist_ok=True)
             if self.fsync:
-                fsync_dir(self.path.parent)
+                fsync_path(self.path.parent)
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a directory entry (a created or renamed file) durable."""
+def fsync_path(path: Path) -> None:
+    """Make a file's data, or a directory's entries (files created or renamed in it),
+    durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

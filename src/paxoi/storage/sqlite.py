@@ -77,7 +77,7 @@ from .base import (
     NodeIdentity,
     StorageError,
 )
-from .segment_files import SegmentFiles, fsync_dir
+from .segment_files import SegmentFiles, fsync_path
 from .segments import Key, SegmentIndex, SegmentPlan, plan_segments
 
 log = logging.getLogger("paxoi.storage")
@@ -715,7 +715,7 @@ def _prepare_dir(data_dir: Path, create: bool) -> None:
                 f"cannot create data directory {data_dir}: {e.strerror}; "
                 "pass a path whose parent is a writable directory to --data-dir"
             ) from None
-        fsync_dir(data_dir.parent)
+        fsync_path(data_dir.parent)
         return
     except NotADirectoryError:
         raise DataDirUnusable(
@@ -828,7 +828,7 @@ def _create_db(data_dir: Path, identity: NodeIdentity, fsync: bool) -> None:
                 os.close(fd)
         os.rename(tmp, data_dir / DB_FILE)
         if fsync:
-            fsync_dir(data_dir)
+            fsync_path(data_dir)
     except sqlite3.Error as e:
         raise _db_error(e, tmp, "create") from e
     except OSError as e:
