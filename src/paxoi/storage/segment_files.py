@@ -78,6 +78,10 @@ class SegmentFiles:
         self._failed: dict[Key, OSError] = {}
         #: What the thread is to sync, in order written.
         self._queue: deque[Key] = deque()
+        #: Writes so far: a file the thread synced counts as synced only if it was not
+        #: written again meanwhile (dropped and sealed anew under the same name).
+        self._writes = 0
+        self._written_at: dict[Key, int] = {}
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -114,6 +118,8 @@ class SegmentFiles:
             os.replace(tmp, path)
             with self._mutex:
                 self._failed.pop(key, None)
+                self._writes += 1
+                self._written_at[key] = self._writes
                 if now or not self.fsync:
                     self._unsynced.discard(key)
                 else:
@@ -162,10 +168,10 @@ class SegmentFiles:
                     self._wake.wait()
                 if self._closed:
                     return
-                batch = list(self._queue)
+                batch = [(key, self._written_at.get(key)) for key in self._queue]
                 self._queue.clear()
-            done: list[Key] = []
-            for key in batch:
+            done: list[tuple[Key, int | None]] = []
+            for key, at in batch:
                 try:
                     fsync_path(self.path / segment_name(key))
                 except FileNotFoundError:
@@ -175,7 +181,7 @@ class SegmentFiles:
                     with self._mutex:
                         self._failed[key] = e
                     continue
-                done.append(key)
+                done.append((key, at))
             try:
                 if done:
                     fsync_path(self.path)
@@ -183,7 +189,9 @@ class SegmentFiles:
                 log.warning("%s: could not sync the directory: %s", self.path, e)
                 continue  # they stay unsynced: the snapshot that lists them syncs them
             with self._mutex:
-                self._unsynced.difference_update(done)
+                self._unsynced.difference_update(
+                    key for key, at in done if self._written_at.get(key) == at
+                )
 
     def read(self, key: Key, length: int) -> bytes | str:
         """The segment's bytes, or why they cannot be had (missing, another length)."""
@@ -203,6 +211,7 @@ class SegmentFiles:
             with self._mutex:
                 self._unsynced.discard(key)
                 self._failed.pop(key, None)
+                self._written_at.pop(key, None)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path / segment_name(key))
 
