@@ -296,7 +296,7 @@ class SqliteStorage:
                 stored, version = _check_db(conn, db)
                 _check_identity(data_dir, stored, identity)
                 if version < SCHEMA_VERSION:
-                    _upgrade(conn, db, version, SegmentFiles(data_dir, fsync))
+                    _upgrade(conn, db, version, SegmentFiles(data_dir, fsync, behind=False))
                 base, snapshot_slot, keys = _stored_layout(conn, db)
             except BaseException:
                 conn.close()
@@ -1132,16 +1132,9 @@ def _db_error(e: sqlite3.Error, db: Path, doing: str) -> StorageError:
     ):
         return CorruptData(_corrupt_message(db, text))
     if primary in (_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN, _SQLITE_AUTH):
-        return DataDirUnusable(
-            f"cannot {doing} database {db} ({text}) as {_who()}; make the data directory and "
-            "its files readable and writable by the user running paxoi, or use another "
-            "--data-dir"
-        )
+        return DataDirUnusable(_unusable_message(f"{doing} database {db}", text))
     if primary == _SQLITE_FULL:
-        return StorageError(
-            f"cannot {doing} {db}: the disk is full; free space on the device that holds "
-            "the data directory, then restart the node"
-        )
+        return StorageError(_full_message(f"{doing} {db}"))
     if primary == _SQLITE_IOERR:
         return StorageError(
             f"cannot {doing} {db}: I/O error ({text}); the disk may be failing (see the "
@@ -1151,16 +1144,25 @@ def _db_error(e: sqlite3.Error, db: Path, doing: str) -> StorageError:
 
 
 def _file_error(e: OSError, path: Path, doing: str) -> StorageError:
-    """Map an OSError on a segment file to the StorageError a user can act on."""
+    """Map an OSError on a segment file to the StorageError a user can act on, in the
+    words `_db_error` uses for the database."""
+    what = f"{doing} snapshot segments in {path}"
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return DataDirUnusable(
-            f"cannot {doing} snapshot segments in {path} ({e.strerror}) as {_who()}; make "
-            "the data directory and its files readable and writable by the user running "
-            "paxoi, or use another --data-dir"
-        )
+        return DataDirUnusable(_unusable_message(what, e.strerror or str(e)))
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StorageError(
-            f"cannot {doing} snapshot segments in {path}: the disk is full; free space on "
-            "the device that holds the data directory, then restart the node"
-        )
-    return StorageError(f"cannot {doing} snapshot segments in {path}: {e}")
+        return StorageError(_full_message(what))
+    return StorageError(f"cannot {what}: {e}")
+
+
+def _unusable_message(what: str, detail: str) -> str:
+    return (
+        f"cannot {what} ({detail}) as {_who()}; make the data directory and its files "
+        "readable and writable by the user running paxoi, or use another --data-dir"
+    )
+
+
+def _full_message(what: str) -> str:
+    return (
+        f"cannot {what}: the disk is full; free space on the device that holds the data "
+        "directory, then restart the node"
+    )
